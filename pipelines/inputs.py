@@ -1,0 +1,72 @@
+"""Find the images an inference run should read: a file, a folder of files, DICOM series folders or a datalist."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from monai.data import load_decathlon_datalist
+
+__all__ = ["IMAGE_SUFFIXES", "is_dicom_series_dir", "list_inference_inputs"]
+
+IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _is_image_file(path: Path) -> bool:
+    name = path.name.lower()
+    return path.is_file() and not name.startswith(".") and name.endswith(IMAGE_SUFFIXES)
+
+
+def is_dicom_series_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a folder holding DICOM files (``*.dcm`` or files with the ``DICM`` preamble)."""
+    path = Path(path)
+    if not path.is_dir():
+        return False
+    for child in sorted(path.iterdir()):
+        if not child.is_file():
+            continue
+        if child.suffix.lower() == ".dcm":
+            return True
+        with open(child, "rb") as f:
+            head = f.read(132)
+        if len(head) == 132 and head[128:] == b"DICM":
+            return True
+    return False
+
+
+def list_inference_inputs(
+    path: str | os.PathLike, section: str = "test", base_dir: str | os.PathLike | None = None
+) -> list[dict[str, str]]:
+    """List ``{"image": ...}`` items for inference from ``path``.
+
+    ``path`` may be an image file (NIfTI, NRRD, MetaImage), a DICOM series folder, a folder of image files and/or
+    DICOM series folders, or a datalist JSON (its ``section`` list, relative paths resolved against ``base_dir``,
+    or the JSON's folder when ``base_dir`` is None, as ``load_decathlon_datalist`` does).
+
+    Raises:
+        ValueError: when ``path`` does not exist or holds no image, naming it.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: inference input does not exist")
+    if path.is_file() and path.suffix.lower() == ".json":
+        with open(path) as f:
+            sections = json.load(f)
+        if section not in sections:
+            raise ValueError(f"{path}: datalist has no {section!r} section (it has {sorted(sections)})")
+        items = load_decathlon_datalist(str(path), True, section, str(base_dir) if base_dir is not None else None)
+        return [{"image": item["image"]} for item in items]
+    if path.is_file():
+        if not _is_image_file(path):
+            raise ValueError(f"{path}: not an image file this pipeline reads (expected one of {IMAGE_SUFFIXES})")
+        return [{"image": str(path)}]
+    if is_dicom_series_dir(path):
+        return [{"image": str(path)}]
+    items = []
+    for child in sorted(path.iterdir()):
+        if _is_image_file(child) or is_dicom_series_dir(child):
+            items.append({"image": str(child)})
+    if not items:
+        raise ValueError(f"{path}: folder holds no NIfTI/NRRD/MetaImage file and no DICOM series")
+    return items

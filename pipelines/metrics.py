@@ -1,0 +1,70 @@
+"""Segmentation metrics that need more than MONAI's defaults: Hausdorff distance in millimetres."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from monai.data import MetaTensor
+from monai.handlers import IgniteMetricHandler
+from monai.metrics import HausdorffDistanceMetric
+from monai.utils import MetricReduction
+
+__all__ = ["SpacingAwareHausdorffDistanceMetric", "HausdorffDistance95mm", "class_output_transform"]
+
+
+class SpacingAwareHausdorffDistanceMetric(HausdorffDistanceMetric):
+    """``HausdorffDistanceMetric`` that reads the voxel spacing of each case from the label's metadata.
+
+    MONAI measures distances in voxels unless ``spacing`` is passed per call, which an ignite handler cannot do
+    case by case. Here the spacing comes from ``y.pixdim`` when ``y`` is a ``MetaTensor``, so distances are in
+    millimetres on whatever grid the label lives on (the original one, after ``Invertd``).
+    """
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        if "spacing" not in kwargs and isinstance(y, MetaTensor):
+            spatial_dims = y.ndim - 2
+            kwargs["spacing"] = [float(s) for s in y.pixdim[:spatial_dims]]
+        return super()._compute_tensor(y_pred, y, **kwargs)
+
+
+class HausdorffDistance95mm(IgniteMetricHandler):
+    """Ignite handler of the 95th-percentile Hausdorff distance in mm, per class (``save_details`` for CSVs).
+
+    Args:
+        include_background: whether to score channel 0.
+        percentile: the percentile of the surface distances (95 for HD95).
+        reduction: how to reduce over batch and classes for the engine's summary metric.
+        output_transform: picks ``(y_pred, y)`` from the engine output.
+        save_details: keep per-case, per-class values in ``engine.state.metric_details`` (for ``MetricsSaver``).
+    """
+
+    def __init__(
+        self,
+        include_background: bool = False,
+        percentile: float = 95.0,
+        reduction: MetricReduction | str = MetricReduction.MEAN,
+        output_transform: Any = lambda x: x,
+        save_details: bool = True,
+    ) -> None:
+        metric_fn = SpacingAwareHausdorffDistanceMetric(
+            include_background=include_background, percentile=percentile, reduction=reduction
+        )
+        super().__init__(metric_fn=metric_fn, output_transform=output_transform, save_details=save_details)
+
+
+def class_output_transform(class_index: int, keys: tuple[str, str] = ("pred", "label")):
+    """Output transform giving ``(y_pred, y)`` lists restricted to one one-hot channel, for per-class metrics.
+
+    Use it with a metric that has ``include_background=True``, e.g. ``MeanDice`` for the tumour channel only.
+    """
+    from monai.handlers import from_engine
+
+    pick = from_engine(list(keys))
+
+    def transform(output):
+        preds, labels = pick(output)
+        channel = slice(class_index, class_index + 1)
+        return [p[channel] for p in preds], [y[channel] for y in labels]
+
+    return transform

@@ -1,0 +1,59 @@
+"""MLflow tracking for the bundles: a local SQLite store by default, and runs that never stay RUNNING."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from ignite.engine import Engine, Events
+from monai.handlers import MLFlowHandler
+from monai.utils import path_to_sqlite_uri
+
+__all__ = ["default_tracking_uri", "TrackedRunHandler"]
+
+logger = logging.getLogger(__name__)
+
+# MLflow 3 phones home unless told not to; nothing leaves the machine from our runs.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+def default_tracking_uri(output_dir: str | os.PathLike) -> str:
+    """Tracking URI for a bundle run: ``MLFLOW_TRACKING_URI`` when set, else ``sqlite:///<output_dir>/mlflow.db``.
+
+    MLflow 3 refuses the plain file store (``./mlruns``), so the local default is an SQLite database; the run
+    artifacts go beside it, under ``<output_dir>/mlruns``.
+    """
+    env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if env_uri:
+        return env_uri
+    db = Path(output_dir).resolve() / "mlflow.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return path_to_sqlite_uri(db)
+
+
+class TrackedRunHandler(MLFlowHandler):
+    """``MLFlowHandler`` that also ends its run as FAILED when the engine raises, then re-raises.
+
+    MONAI's handler closes the run only on ``COMPLETED``, so a crash would leave it RUNNING forever (and a later
+    handler without a run name would even resume it). Attach this handler before ``StatsHandler``: ignite calls
+    the ``EXCEPTION_RAISED`` handlers in order and the first to re-raise ends the chain.
+    """
+
+    def attach(self, engine: Engine) -> None:
+        """Attach MONAI's MLflow events plus the failure event."""
+        super().attach(engine)
+        if not engine.has_event_handler(self.fail, Events.EXCEPTION_RAISED):
+            engine.add_event_handler(Events.EXCEPTION_RAISED, self.fail)
+
+    def fail(self, engine: Engine, error: BaseException) -> None:
+        """Mark the current run FAILED, release the store, and re-raise ``error``."""
+        try:
+            if self.cur_run is not None:
+                self.client.set_terminated(self.cur_run.info.run_id, "FAILED")
+                logger.error("MLflow run %s marked FAILED: %s", self.cur_run.info.run_id, error)
+                self.cur_run = None
+            self._dispose_sqlite_store()
+        finally:
+            raise error

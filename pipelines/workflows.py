@@ -1,0 +1,85 @@
+"""The registry of workflows: the single source of truth that the command line, the tests and the docs read.
+
+Each workflow is a MONAI bundle under ``bundles/<name>/`` whose configs are layered: ``configs/common.yaml``
+(network, label classes, deterministic transforms) comes first, then the stage's own file (``train.yaml``,
+``evaluate.yaml``, ``inference.yaml``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["REPO_ROOT", "Workflow", "WORKFLOWS", "get_workflow", "bundle_dir", "config_files"]
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("train", "evaluate", "inference")
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """One bundle of the product and what its command line needs to know about it.
+
+    Attributes:
+        name: short name used on the command line (``liver``).
+        description: one line for ``--help`` and the README.
+        modality: imaging modality of the input (``CT``, ``MR``, ``CXR``).
+        classes: label names indexed by label value, background first.
+        default_data: folder (relative to the repo root) holding the embedded default dataset.
+        default_datalist: datalist (relative to the repo root) over the default dataset.
+        stages: the stage names that have a config file in ``configs/``.
+    """
+
+    name: str
+    description: str
+    modality: str
+    classes: tuple[str, ...]
+    default_data: str
+    default_datalist: str
+    stages: tuple[str, ...] = field(default=STAGES)
+
+    @property
+    def bundle_dir(self) -> Path:
+        """Absolute path of the bundle folder."""
+        return REPO_ROOT / "bundles" / self.name
+
+    def config_files(self, stage: str) -> list[str]:
+        """Config files to pass to ``monai.bundle run`` for ``stage``, common config first.
+
+        Raises:
+            ValueError: when the workflow has no such stage.
+        """
+        if stage not in self.stages:
+            raise ValueError(f"workflow {self.name!r} has no stage {stage!r}; choose one of {list(self.stages)}")
+        configs = self.bundle_dir / "configs"
+        return [str(configs / "common.yaml"), str(configs / f"{stage}.yaml")]
+
+
+WORKFLOWS: dict[str, Workflow] = {
+    "liver": Workflow(
+        name="liver",
+        description="Liver and liver tumour segmentation in abdominal CT (3D U-Net).",
+        modality="CT",
+        classes=("background", "liver", "tumour"),
+        default_data="data/Task03_Liver_phantom",
+        default_datalist="data_manifests/liver_phantom.json",
+    ),
+}
+
+
+def get_workflow(name: str) -> Workflow:
+    """Look up a workflow by name, with an error that lists the known ones."""
+    try:
+        return WORKFLOWS[name]
+    except KeyError:
+        raise ValueError(f"unknown workflow {name!r}; known workflows: {sorted(WORKFLOWS)}") from None
+
+
+def bundle_dir(name: str) -> str:
+    """Absolute path of a workflow's bundle folder, as a string for bundle configs (``bundle_root``)."""
+    return str(get_workflow(name).bundle_dir)
+
+
+def config_files(name: str, stage: str) -> list[str]:
+    """Config files of ``stage`` of workflow ``name`` (see :meth:`Workflow.config_files`)."""
+    return get_workflow(name).config_files(stage)

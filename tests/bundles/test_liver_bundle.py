@@ -1,0 +1,183 @@
+"""Smoke tests of the liver bundle: every stage runs through MONAI's ConfigWorkflow on tiny phantoms."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from monai.bundle import ConfigWorkflow
+
+from pipelines.checks import DataError
+from pipelines.workflows import REPO_ROOT, get_workflow
+
+from .conftest import shrink_overrides
+
+CONFIGS = get_workflow("liver").bundle_dir / "configs"
+
+
+def _workflow(files, workflow_type, **overrides) -> ConfigWorkflow:
+    return ConfigWorkflow(
+        config_file=files,
+        meta_file=str(CONFIGS / "metadata.json"),
+        logging_file=False,
+        workflow_type=workflow_type,
+        **overrides,
+    )
+
+
+def _train(files, overrides) -> ConfigWorkflow:
+    workflow = _workflow(files, "train", **overrides)
+    workflow.initialize()
+    assert workflow.check_properties() in (None, [])
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_liver_task, tmp_path_factory):
+    """Train the shrunk bundle once; later tests evaluate and infer with its checkpoint."""
+    task, datalist = tiny_liver_task
+    out = tmp_path_factory.mktemp("liver_run")
+    overrides = shrink_overrides(task, datalist, out)
+    _train(get_workflow("liver").config_files("train"), overrides)
+    return overrides
+
+
+def test_train_writes_checkpoint_and_finished_mlflow_run(trained):
+    out = Path(trained["output_dir"])
+    assert (out / "models" / "model.pt").is_file()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("test_liver")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["max_epochs"] == "1" and run.data.params["learning_rate"] == "0.002"
+    assert "roi_size" in run.data.params and "cache_rate" in run.data.params
+    assert "train_loss" in run.data.metrics
+    assert 0.0 <= run.data.metrics["val_mean_dice"] <= 1.0
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) >= 1
+    artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
+    assert "model.pt" in artifacts
+
+
+def test_evaluate_writes_per_case_metrics_on_original_geometry(trained, liver_configs):
+    workflow = _workflow(liver_configs["evaluate"], "eval", **trained)
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    eval_dir = Path(trained["output_dir"]) / "eval"
+    with open(eval_dir / "test_mean_dice_raw.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][0] == "filename" and len(rows) == 2  # header + one test case
+    summary = (eval_dir / "metrics.csv").read_text()
+    for name in ("test_mean_dice", "test_liver_dice", "test_tumour_dice", "test_hd95_mm"):
+        assert name in summary
+    assert (eval_dir / "test_hd95_mm_raw.csv").is_file()
+
+
+def _write_non_ras_ct(path: Path) -> nib.Nifti1Image:
+    """A CT volume in LPS-like orientation with anisotropic, oblique-free spacing and an odd shape."""
+    rng = np.random.default_rng(0)
+    data = rng.normal(40, 20, size=(37, 29, 11)).astype(np.int16)
+    affine = np.array(
+        [[-0.9, 0.0, 0.0, 120.0], [0.0, -1.3, 0.0, 95.0], [0.0, 0.0, 3.5, -40.0], [0.0, 0.0, 0.0, 1.0]]
+    )
+    image = nib.Nifti1Image(data, affine)
+    nib.save(image, path)
+    return image
+
+
+def test_inference_output_matches_input_geometry(trained, liver_configs, tmp_path):
+    source = _write_non_ras_ct(tmp_path / "odd_ct.nii.gz")
+    workflow = _workflow(
+        liver_configs["inference"], "infer", **{**trained, "input_path": str(tmp_path / "odd_ct.nii.gz")}
+    )
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    pred = nib.load(Path(trained["output_dir"]) / "predictions" / "odd_ct_seg.nii.gz")
+    assert pred.shape == source.shape
+    np.testing.assert_allclose(pred.affine, source.affine, atol=1e-4)
+    values = np.unique(np.asanyarray(pred.dataobj))
+    assert pred.get_data_dtype() == np.uint8 and set(values.tolist()) <= {0, 1, 2}
+
+
+def test_inference_reads_a_dicom_series(trained, liver_configs, tmp_path):
+    volume = sitk.GetImageFromArray(np.random.default_rng(1).normal(0, 30, (9, 40, 36)).astype(np.int16))
+    volume.SetSpacing((0.8, 0.8, 2.5))
+    series = tmp_path / "series"
+    series.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for z in range(volume.GetDepth()):
+        slice_ = volume[:, :, z]
+        slice_.SetMetaData("0008|0060", "CT")
+        slice_.SetMetaData("0020|0013", str(z + 1))
+        slice_.SetMetaData("0020|0032", "\\".join(map(str, volume.TransformIndexToPhysicalPoint((0, 0, z)))))
+        slice_.SetMetaData("0020|0037", "1\\0\\0\\0\\1\\0")
+        slice_.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.1")
+        writer.SetFileName(str(series / f"slice_{z:03d}.dcm"))
+        writer.Execute(slice_)
+    workflow = _workflow(liver_configs["inference"], "infer", **{**trained, "input_path": str(series)})
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
+    pred = nib.load(Path(trained["output_dir"]) / "predictions" / "series_seg.nii.gz")
+    assert pred.shape == (36, 40, 9)
+    np.testing.assert_allclose(np.abs(np.diag(pred.affine))[:3], [0.8, 0.8, 2.5], atol=1e-4)
+
+
+def test_bad_datalist_entry_fails_before_training(tiny_liver_task, tmp_path, liver_configs):
+    task, datalist = tiny_liver_task
+    broken = json.loads(datalist.read_text())
+    broken["training"][0]["image"] = "imagesTr/does_not_exist.nii.gz"
+    bad_list = tmp_path / "broken.json"
+    bad_list.write_text(json.dumps(broken))
+    workflow = _workflow(liver_configs["train"], "train", **shrink_overrides(task, bad_list, tmp_path))
+    with pytest.raises(DataError, match="does_not_exist.nii.gz"):
+        workflow.initialize()
+    assert not (tmp_path / "models" / "model.pt").exists()
+
+
+def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    files = str(get_workflow("liver").config_files("train")[:1])
+    net_overrides = ["--channels", "[4,8,16]", "--strides", "[2,2]", "--num_res_units", "1"]
+    subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file",
+         str(CONFIGS / "metadata.json"), "--config_file", files, "--device", "cpu", "--_meta_#network_data_format#inputs#image#spatial_shape", "[32,32,16]", *net_overrides],
+        check=True, cwd=REPO_ROOT, env=env, capture_output=True,
+    )
+    exported = tmp_path / "model.ts"
+    subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(exported),
+         "--ckpt_file", str(Path(trained["ckpt_dir"]) / "model.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
+         "--config_file", files, *net_overrides],
+        check=True, cwd=REPO_ROOT, env=env, capture_output=True,
+    )
+    assert exported.stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_monai_bundle_run_command_trains_one_epoch(tiny_liver_task, tmp_path):
+    task, datalist = tiny_liver_task
+    files = get_workflow("liver").config_files("train")
+    args = []
+    for key, value in shrink_overrides(task, datalist, tmp_path).items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files), *args],
+        cwd=REPO_ROOT, capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "models" / "model.pt").is_file()
+    assert (tmp_path / "mlflow.db").is_file()
