@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.checks import find_data_error
 from pipelines.workflows import REPO_ROOT, WORKFLOWS, get_workflow
 
 __all__ = ["main", "parse_overrides", "prepare_default_data", "run_stage", "run_demo"]
@@ -141,10 +142,17 @@ def main(argv: list[str] | None = None) -> int:
         print(prepare_default_data(args.workflow, num_cases=args.num_cases, seed=args.seed))
         return 0
     overrides = parse_overrides(args.overrides)
-    if args.command == "run":
-        run_stage(args.workflow, args.stage, overrides)
-        return 0
-    run_demo(args.workflow, overrides, args.output_dir)
+    try:
+        if args.command == "run":
+            run_stage(args.workflow, args.stage, overrides)
+        else:
+            run_demo(args.workflow, overrides, args.output_dir)
+    except Exception as error:
+        data_error = find_data_error(error)
+        if data_error is None:
+            raise
+        print(f"radcascade: {data_error}", file=sys.stderr)
+        return 2
     return 0
 
 

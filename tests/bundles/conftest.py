@@ -22,7 +22,7 @@ def tiny_liver_task(tmp_path_factory) -> tuple[Path, Path]:
     return task, datalist
 
 
-def shrink_overrides(task: Path, datalist: Path, out: Path) -> dict:
+def _shrink_overrides(task: Path, datalist: Path, out: Path) -> dict:
     """Overrides that make the liver bundle run in seconds on the CPU (the model-zoo smoke-test recipe)."""
     return {
         "dataset_dir": str(task),
@@ -43,6 +43,12 @@ def shrink_overrides(task: Path, datalist: Path, out: Path) -> dict:
         "sw_batch_size": 2,
         "experiment_name": "test_liver",
     }
+
+
+@pytest.fixture(scope="session")
+def shrink_overrides():
+    """``shrink_overrides(task_dir, datalist, output_dir) -> dict`` of ids that make the liver bundle tiny."""
+    return _shrink_overrides
 
 
 @pytest.fixture

@@ -14,10 +14,8 @@ import pytest
 import SimpleITK as sitk
 from monai.bundle import ConfigWorkflow
 
-from pipelines.checks import DataError
+from pipelines.checks import find_data_error
 from pipelines.workflows import REPO_ROOT, get_workflow
-
-from .conftest import shrink_overrides
 
 CONFIGS = get_workflow("liver").bundle_dir / "configs"
 
@@ -42,7 +40,7 @@ def _train(files, overrides) -> ConfigWorkflow:
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_liver_task, tmp_path_factory):
+def trained(tiny_liver_task, tmp_path_factory, shrink_overrides):
     """Train the shrunk bundle once; later tests evaluate and infer with its checkpoint."""
     task, datalist = tiny_liver_task
     out = tmp_path_factory.mktemp("liver_run")
@@ -136,15 +134,17 @@ def test_inference_reads_a_dicom_series(trained, liver_configs, tmp_path):
     np.testing.assert_allclose(np.abs(np.diag(pred.affine))[:3], [0.8, 0.8, 2.5], atol=1e-4)
 
 
-def test_bad_datalist_entry_fails_before_training(tiny_liver_task, tmp_path, liver_configs):
+def test_bad_datalist_entry_fails_before_training(tiny_liver_task, tmp_path, liver_configs, shrink_overrides):
     task, datalist = tiny_liver_task
     broken = json.loads(datalist.read_text())
     broken["training"][0]["image"] = "imagesTr/does_not_exist.nii.gz"
     bad_list = tmp_path / "broken.json"
     bad_list.write_text(json.dumps(broken))
     workflow = _workflow(liver_configs["train"], "train", **shrink_overrides(task, bad_list, tmp_path))
-    with pytest.raises(DataError, match="does_not_exist.nii.gz"):
+    with pytest.raises(RuntimeError) as err:  # ConfigParser wraps the error of a failing expression
         workflow.initialize()
+    cause = find_data_error(err.value)
+    assert cause is not None and "does_not_exist.nii.gz: file not found" in str(cause)
     assert not (tmp_path / "models" / "model.pt").exists()
 
 
@@ -168,7 +168,7 @@ def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_monai_bundle_run_command_trains_one_epoch(tiny_liver_task, tmp_path):
+def test_monai_bundle_run_command_trains_one_epoch(tiny_liver_task, tmp_path, shrink_overrides):
     task, datalist = tiny_liver_task
     files = get_workflow("liver").config_files("train")
     args = []

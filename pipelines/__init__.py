@@ -1,0 +1,15 @@
+"""The Python behind the bundles: workflow registry, data checks, phantoms, metrics, tracking, command line.
+
+Submodules load on first attribute access (``pipelines.checks``), so a bundle config can ``$import pipelines``
+and use any of them without paying for the others at start-up.
+"""
+
+import importlib
+
+_SUBMODULES = ("checks", "cli", "inputs", "metrics", "phantoms", "tracking", "workflows")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
