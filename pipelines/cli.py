@@ -43,7 +43,7 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     return overrides
 
 
-def prepare_default_data(name: str, num_cases: int = 12, seed: int = 0) -> Path:
+def prepare_default_data(name: str, num_cases: int = 16, seed: int = 0) -> Path:
     """Write the embedded default dataset of workflow ``name`` under the repo root (idempotent); return its folder."""
     from pipelines.phantoms import write_liver_phantom_task
 
@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the workflows and their stages")
     prep = sub.add_parser("prepare", help="write a workflow's embedded default data")
     prep.add_argument("workflow", choices=sorted(WORKFLOWS))
-    prep.add_argument("--num-cases", type=int, default=12)
+    prep.add_argument("--num-cases", type=int, default=16)
     prep.add_argument("--seed", type=int, default=0)
     run = sub.add_parser("run", help="run one stage of a workflow's bundle")
     run.add_argument("workflow", choices=sorted(WORKFLOWS))

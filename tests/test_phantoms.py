@@ -1,0 +1,134 @@
+"""Tests of the seeded abdominal CT phantoms and of the MSD task folder written from them."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from pipelines.phantoms import main, make_liver_ct_phantom, write_liver_phantom_task
+
+SMALL = (96, 96, 24)
+SMALL_SPACING = (3.6, 3.6, 6.5)  # about the field of view of the default size, in fewer voxels
+TINY = (48, 48, 16)
+
+
+@pytest.fixture(scope="module")
+def default_case():
+    """One default-size case (224 x 224 x 64), shared by the read-only tests of this module."""
+    return make_liver_ct_phantom(0)
+
+
+def test_outputs_types_shapes_and_affine(default_case):
+    image, label, affine = default_case
+    assert image.shape == label.shape == (224, 224, 64)
+    assert image.dtype == np.int16 and label.dtype == np.uint8
+    assert set(np.unique(label)) <= {0, 1, 2}
+    assert affine.shape == (4, 4)
+    np.testing.assert_allclose(np.diag(affine)[:3], (1.6, 1.6, 2.5))  # RAS+, diag(spacing)
+    centre = affine @ np.array([(224 - 1) / 2, (224 - 1) / 2, (64 - 1) / 2, 1.0])
+    np.testing.assert_allclose(centre[:3], 0.0, atol=1e-6)
+
+
+def test_same_seed_same_case_and_different_seeds_differ():
+    a = make_liver_ct_phantom(7, shape=TINY)
+    b = make_liver_ct_phantom(7, shape=TINY)
+    c = make_liver_ct_phantom(8, shape=TINY)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], c[0])
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_hounsfield_ranges_are_plausible(default_case):
+    image, label, _ = default_case
+    corner = image[:10, :10, :].astype(float)
+    assert abs(corner.mean() - (-1000)) < 5  # air
+    assert 5 < corner.std() < 20  # noise of about 8-15 HU
+    assert image.min() >= -1024 and image.max() > 500  # bone present
+    liver = image[label == 1].astype(float)
+    assert 50 <= liver.mean() <= 80
+    # subcutaneous fat and soft tissue are present in the body
+    assert ((image > -150) & (image < -60)).mean() > 0.02
+    assert ((image > 20) & (image < 80)).mean() > 0.05
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_liver_mean_and_tumour_contrast(seed):
+    image, label, _ = make_liver_ct_phantom(seed, shape=SMALL, spacing=SMALL_SPACING)
+    liver = image[ndimage.binary_erosion(label == 1)].astype(float)
+    assert 50 <= liver.mean() <= 80
+    tumours, n = ndimage.label(label == 2)
+    assert n >= 1, "these seeds have tumours"
+    for i in range(1, n + 1):
+        core = ndimage.binary_erosion(tumours == i)
+        if core.sum() < 20:
+            continue
+        assert abs(image[core].mean() - liver.mean()) > 8
+
+
+def test_tumours_are_inside_the_liver():
+    for seed in range(6):
+        _, label, _ = make_liver_ct_phantom(seed, shape=TINY)
+        tumour = label == 2
+        if not tumour.any():
+            continue
+        liver_region = ndimage.binary_fill_holes(label > 0)
+        assert liver_region[tumour].all()
+        # every tumour touches liver parenchyma
+        tumours, n = ndimage.label(tumour)
+        around = ndimage.binary_dilation(tumour) & ~tumour
+        for i in range(1, n + 1):
+            shell = ndimage.binary_dilation(tumours == i) & around
+            assert (label[shell] == 1).any()
+
+
+def test_some_slices_have_no_liver_and_some_cases_are_healthy():
+    counts = []
+    for seed in range(12):
+        _, label, _ = make_liver_ct_phantom(seed, shape=TINY)
+        per_slice = (label > 0).any(axis=(0, 1))
+        assert per_slice[0] == 0 and not per_slice.all()  # bottom slices hold no liver
+        assert per_slice.sum() >= label.shape[2] // 2  # but the liver spans most slices
+        counts.append(int((label == 2).sum()))
+    assert any(c == 0 for c in counts) and any(c > 0 for c in counts)
+
+
+def test_bad_shape_is_a_value_error():
+    with pytest.raises(ValueError, match="shape"):
+        make_liver_ct_phantom(0, shape=(48, 48))
+
+
+def test_written_task_loads_and_is_idempotent(tmp_path):
+    task = write_liver_phantom_task(tmp_path / "Task03_Liver_phantom", num_cases=3, seed=5, shape=TINY)
+    dataset = json.loads((task / "dataset.json").read_text())
+    assert dataset["numTraining"] == 3 and len(dataset["training"]) == 3 and dataset["test"] == []
+    assert dataset["labels"] == {"0": "background", "1": "liver", "2": "cancer"}
+    assert dataset["modality"] == {"0": "CT"} and "synthetic" in dataset["description"].lower()
+    for i, item in enumerate(dataset["training"]):
+        assert item == {"image": f"./imagesTr/liver_{i}.nii.gz", "label": f"./labelsTr/liver_{i}.nii.gz"}
+        img = nib.load(task / item["image"])
+        lab = nib.load(task / item["label"])
+        assert img.shape == lab.shape == TINY
+        np.testing.assert_allclose(img.affine, lab.affine)
+        assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+        assert img.get_data_dtype() == np.int16 and lab.get_data_dtype() == np.uint8
+        assert set(np.unique(np.asarray(lab.dataobj))) <= {0, 1, 2}
+    assert not [p for p in task.rglob("*") if p.name.startswith(".")]  # no temporary files left
+
+    stamps = {p: p.stat().st_mtime_ns for p in task.rglob("*.nii.gz")}
+    stamps[task / "dataset.json"] = (task / "dataset.json").stat().st_mtime_ns
+    write_liver_phantom_task(task, num_cases=3, seed=5, shape=TINY)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    (task / "labelsTr" / "liver_1.nii.gz").unlink()  # an incomplete folder is completed
+    write_liver_phantom_task(task, num_cases=3, seed=5, shape=TINY)
+    assert (task / "labelsTr" / "liver_1.nii.gz").is_file()
+
+
+def test_cli_writes_a_task(tmp_path):
+    assert main(["--out", str(tmp_path / "t"), "--num-cases", "2", "--seed", "1", "--shape", "32", "32", "8"]) == 0
+    dataset = json.loads((tmp_path / "t" / "dataset.json").read_text())
+    assert dataset["numTraining"] == 2
+    assert nib.load(tmp_path / "t" / "imagesTr" / "liver_1.nii.gz").shape == (32, 32, 8)
