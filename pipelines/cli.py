@@ -1,9 +1,9 @@
 """Command line: ``radcascade`` (or ``python -m pipelines``).
 
-    radcascade list                               # the workflows and their stages
-    radcascade prepare liver                      # write the embedded default data (seeded phantoms)
-    radcascade run liver train --set max_epochs=5 # run one bundle stage, with id overrides
-    radcascade demo liver                         # prepare, train, evaluate and segment a held-out volume
+radcascade list                               # the workflows and their stages
+radcascade prepare liver                      # write the embedded default data (seeded phantoms)
+radcascade run liver train --set max_epochs=5 # run one bundle stage, with id overrides
+radcascade demo liver                         # prepare, train, evaluate and segment a held-out volume
 """
 
 from __future__ import annotations
@@ -53,20 +53,36 @@ def prepare_default_data(name: str, num_cases: int = 16, seed: int = 0) -> Path:
     return write_liver_phantom_task(REPO_ROOT / workflow.default_data, num_cases=num_cases, seed=seed)
 
 
-def run_stage(name: str, stage: str, overrides: dict | None = None) -> None:
-    """Run one stage of a workflow's bundle in this process, as ``python -m monai.bundle run`` would."""
-    from monai.bundle import run
+STAGE_TYPES = {"train": "train", "evaluate": "eval", "inference": "infer"}
 
-    workflow = get_workflow(name)
-    files = workflow.config_files(stage)
+
+def run_stage(name: str, stage: str, overrides: dict | None = None) -> None:
+    """Run one stage of a workflow's bundle in this process, as ``python -m monai.bundle run`` would.
+
+    The merged config, overrides included, is written to ``<output_dir>/configs/<stage>_<time>.json`` first
+    and its path given to the config as ``executed_config``, so the MLflow run keeps exactly what ran.
+    """
+    from monai.bundle import ConfigWorkflow
+
+    workflow_def = get_workflow(name)
+    files = workflow_def.config_files(stage)
     configs = Path(files[0]).parent
     logger.info("running %s %s: %s", name, stage, files)
-    run(
+    workflow = ConfigWorkflow(
         config_file=files,
         meta_file=str(configs / "metadata.json"),
         logging_file=str(configs / "logging.conf"),
+        workflow_type=STAGE_TYPES[stage],
         **(overrides or {}),
     )
+    executed = Path(workflow.parser.get_parsed_content("output_dir")) / "configs"
+    executed = executed / f"{stage}_{time.strftime('%Y%m%d_%H%M%S')}.json"
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    workflow.parser.export_config_file(workflow.parser.get(), str(executed))
+    workflow.parser["executed_config"] = str(executed)
+    workflow.initialize()
+    workflow.run()
+    workflow.finalize()
 
 
 def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = None) -> dict[str, str]:

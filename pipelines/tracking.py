@@ -47,6 +47,42 @@ class TrackedRunHandler(MLFlowHandler):
         if not engine.has_event_handler(self.fail, Events.EXCEPTION_RAISED):
             engine.add_event_handler(Events.EXCEPTION_RAISED, self.fail)
 
+    def start(self, engine: Engine) -> None:
+        """Start or join the run; leave per-iteration and per-epoch logging to another ``MLFlowHandler`` if the
+        engine has one (``monai.bundle run --tracking mlflow`` adds MONAI's own), so nothing is logged twice."""
+        others = [
+            owner
+            for handler, *_ in engine._event_handlers.get(Events.STARTED, [])
+            if isinstance(owner := getattr(handler, "__self__", None), MLFlowHandler) and owner is not self
+        ]
+        if others:
+            for method, event in (
+                (self.iteration_completed, Events.ITERATION_COMPLETED),
+                (self.epoch_completed, Events.EPOCH_COMPLETED),
+            ):
+                if engine.has_event_handler(method, event):
+                    engine.remove_event_handler(method, event)
+            logger.info(
+                "another MLflow handler is attached: %s logs parameters, artifacts and failures only",
+                type(self).__name__,
+            )
+        super().start(engine)
+
+    def complete(self) -> None:
+        """Log the artifacts: files at the top of the run, each folder under its own name (``configs/``, ``eval/``).
+
+        Paths that do not exist (an optional artifact that was not written) are skipped.
+        """
+        if not self.cur_run:
+            return
+        for path in self.artifacts:
+            if not path:
+                continue
+            if os.path.isfile(path):
+                self.client.log_artifact(self.cur_run.info.run_id, str(path))
+            elif os.path.isdir(path):
+                self.client.log_artifacts(self.cur_run.info.run_id, str(path), artifact_path=Path(path).name)
+
     def fail(self, engine: Engine, error: BaseException) -> None:
         """Mark the current run FAILED, release the store, and re-raise ``error``."""
         try:

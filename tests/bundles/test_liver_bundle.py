@@ -64,7 +64,8 @@ def test_train_writes_checkpoint_and_finished_mlflow_run(trained):
     assert 0.0 <= run.data.metrics["val_mean_dice"] <= 1.0
     assert len(client.get_metric_history(run.info.run_id, "train_loss")) >= 1
     artifacts = [a.path for a in client.list_artifacts(run.info.run_id)]
-    assert "model.pt" in artifacts
+    assert "model.pt" in artifacts and "configs" in artifacts
+    assert "configs/train.yaml" in [a.path for a in client.list_artifacts(run.info.run_id, "configs")]
 
 
 def test_evaluate_writes_per_case_metrics_on_original_geometry(trained, liver_configs):
@@ -80,6 +81,12 @@ def test_evaluate_writes_per_case_metrics_on_original_geometry(trained, liver_co
     for name in ("test_mean_dice", "test_liver_dice", "test_tumour_dice", "test_hd95_mm"):
         assert name in summary
     assert (eval_dir / "test_hd95_mm_raw.csv").is_file()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{Path(trained['output_dir']) / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("test_liver")
+    runs = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name.startswith("evaluate_")]
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert 0.0 <= runs[0].data.metrics["test_mean_dice"] <= 1.0
+    assert "eval" in [a.path for a in client.list_artifacts(runs[0].info.run_id)]
 
 
 def _write_non_ras_ct(path: Path) -> nib.Nifti1Image:

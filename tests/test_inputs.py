@@ -1,0 +1,70 @@
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from pipelines.inputs import is_dicom_series_dir, list_inference_inputs
+
+
+def _nifti(path):
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.int16), np.eye(4)), path)
+    return str(path)
+
+
+def _dicom_series(folder):
+    import SimpleITK as sitk
+
+    folder.mkdir()
+    image = sitk.GetImageFromArray(np.zeros((2, 8, 8), np.int16))
+    for z in range(2):
+        sitk.WriteImage(image[:, :, z], str(folder / f"{z}.dcm"))
+    return str(folder)
+
+
+def test_single_file(tmp_path):
+    path = _nifti(tmp_path / "ct.nii.gz")
+    assert list_inference_inputs(path) == [{"image": path}]
+
+
+def test_folder_with_files_and_a_dicom_series(tmp_path):
+    a = _nifti(tmp_path / "a.nii.gz")
+    series = _dicom_series(tmp_path / "b_series")
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert list_inference_inputs(tmp_path) == [{"image": a}, {"image": series}]
+    assert is_dicom_series_dir(series) and not is_dicom_series_dir(tmp_path)
+
+
+def test_dicom_series_folder_is_one_input(tmp_path):
+    series = _dicom_series(tmp_path / "series")
+    assert list_inference_inputs(series) == [{"image": series}]
+
+
+def test_datalist_test_section_resolved_against_base_dir(tmp_path):
+    _nifti(tmp_path / "x.nii.gz")
+    datalist = tmp_path / "lists" / "d.json"
+    datalist.parent.mkdir()
+    datalist.write_text(json.dumps({"training": [], "test": [{"image": "x.nii.gz", "label": "y.nii.gz"}]}))
+    assert list_inference_inputs(datalist, base_dir=tmp_path) == [{"image": str(tmp_path / "x.nii.gz")}]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p / "missing.nii.gz", "does not exist"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "holds no NIfTI"),
+        (lambda p: (p / "a.txt").write_text("x") and p / "a.txt", "not an image file"),
+    ],
+)
+def test_bad_inputs_name_the_path(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(ValueError, match=message) as err:
+        list_inference_inputs(path)
+    assert str(path) in str(err.value)
+
+
+def test_datalist_without_section(tmp_path):
+    datalist = tmp_path / "d.json"
+    datalist.write_text(json.dumps({"training": []}))
+    with pytest.raises(ValueError, match="no 'test' section"):
+        list_inference_inputs(datalist)
