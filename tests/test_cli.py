@@ -47,9 +47,21 @@ def test_unknown_workflow_and_stage():
 
 def test_run_with_bad_datalist_prints_a_clear_error(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines", "run", "liver", "train",
-         "--set", f"data_list_file_path={tmp_path / 'nope.json'}", "--set", f"output_dir={tmp_path}"],
-        capture_output=True, text=True, cwd=REPO_ROOT,
+        [
+            sys.executable,
+            "-m",
+            "pipelines",
+            "run",
+            "liver",
+            "train",
+            "--set",
+            f"data_list_file_path={tmp_path / 'nope.json'}",
+            "--set",
+            f"output_dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 2
     assert f"{tmp_path / 'nope.json'}" in result.stderr and "Traceback" not in result.stderr

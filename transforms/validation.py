@@ -112,9 +112,7 @@ class CheckVolumed(MapTransform):
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         ranges = value_range if isinstance(value_range, Mapping) else {key: value_range for key in self.keys}
-        self.checkers = {
-            key: CheckVolume(spatial_dims, ranges.get(key), allow_non_finite) for key in self.keys
-        }
+        self.checkers = {key: CheckVolume(spatial_dims, ranges.get(key), allow_non_finite) for key in self.keys}
         self.ref_key = ref_key
         self.atol = atol
 

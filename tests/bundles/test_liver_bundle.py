@@ -93,9 +93,7 @@ def _write_non_ras_ct(path: Path) -> nib.Nifti1Image:
     """A CT volume in LPS-like orientation with anisotropic, oblique-free spacing and an odd shape."""
     rng = np.random.default_rng(0)
     data = rng.normal(40, 20, size=(37, 29, 11)).astype(np.int16)
-    affine = np.array(
-        [[-0.9, 0.0, 0.0, 120.0], [0.0, -1.3, 0.0, 95.0], [0.0, 0.0, 3.5, -40.0], [0.0, 0.0, 0.0, 1.0]]
-    )
+    affine = np.array([[-0.9, 0.0, 0.0, 120.0], [0.0, -1.3, 0.0, 95.0], [0.0, 0.0, 3.5, -40.0], [0.0, 0.0, 0.0, 1.0]])
     image = nib.Nifti1Image(data, affine)
     nib.save(image, path)
     return image
@@ -160,16 +158,49 @@ def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):
     files = str(get_workflow("liver").config_files("train")[:1])
     net_overrides = ["--channels", "[4,8,16]", "--strides", "[2,2]", "--num_res_units", "1"]
     subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "verify_net_in_out", "network_def", "--meta_file",
-         str(CONFIGS / "metadata.json"), "--config_file", files, "--device", "cpu", "--_meta_#network_data_format#inputs#image#spatial_shape", "[32,32,16]", *net_overrides],
-        check=True, cwd=REPO_ROOT, env=env, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "verify_net_in_out",
+            "network_def",
+            "--meta_file",
+            str(CONFIGS / "metadata.json"),
+            "--config_file",
+            files,
+            "--device",
+            "cpu",
+            "--_meta_#network_data_format#inputs#image#spatial_shape",
+            "[32,32,16]",
+            *net_overrides,
+        ],
+        check=True,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
     )
     exported = tmp_path / "model.ts"
     subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(exported),
-         "--ckpt_file", str(Path(trained["ckpt_dir"]) / "model.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
-         "--config_file", files, *net_overrides],
-        check=True, cwd=REPO_ROOT, env=env, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "ckpt_export",
+            "network_def",
+            "--filepath",
+            str(exported),
+            "--ckpt_file",
+            str(Path(trained["ckpt_dir"]) / "model.pt"),
+            "--meta_file",
+            str(CONFIGS / "metadata.json"),
+            "--config_file",
+            files,
+            *net_overrides,
+        ],
+        check=True,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
     )
     assert exported.stat().st_size > 0
 
@@ -183,7 +214,9 @@ def test_monai_bundle_run_command_trains_one_epoch(tiny_liver_task, tmp_path, sh
         args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
     result = subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files), *args],
-        cwd=REPO_ROOT, capture_output=True, text=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").is_file()

@@ -8,7 +8,9 @@ import transforms
 
 
 def _classes():
-    return [obj for _, obj in inspect.getmembers(transforms, inspect.isclass) if obj.__module__.startswith("transforms")]
+    return [
+        obj for _, obj in inspect.getmembers(transforms, inspect.isclass) if obj.__module__.startswith("transforms")
+    ]
 
 
 def test_package_exports_transforms():
