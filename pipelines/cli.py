@@ -18,9 +18,9 @@ from pathlib import Path
 import yaml
 
 from pipelines.checks import find_data_error
-from pipelines.workflows import REPO_ROOT, WORKFLOWS, get_workflow
+from pipelines.workflows import REPO_ROOT, WORKFLOWS, get_workflow, prepare_default_data
 
-__all__ = ["main", "parse_overrides", "prepare_default_data", "run_stage", "run_demo"]
+__all__ = ["main", "parse_overrides", "run_stage", "run_demo"]
 
 logger = logging.getLogger("radcascade")
 
@@ -41,16 +41,6 @@ def parse_overrides(pairs: list[str] | None) -> dict:
             raise ValueError(f"override {pair!r} is not of the form id=value")
         overrides[key] = yaml.safe_load(value)
     return overrides
-
-
-def prepare_default_data(name: str, num_cases: int = 16, seed: int = 0) -> Path:
-    """Write the embedded default dataset of workflow ``name`` under the repo root (idempotent); return its folder."""
-    from pipelines.phantoms import write_liver_phantom_task
-
-    workflow = get_workflow(name)
-    if name != "liver":
-        raise ValueError(f"workflow {name!r} has no default data generator yet")
-    return write_liver_phantom_task(REPO_ROOT / workflow.default_data, num_cases=num_cases, seed=seed)
 
 
 STAGE_TYPES = {"train": "train", "evaluate": "eval", "inference": "infer"}
@@ -132,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("list", help="list the workflows and their stages")
     prep = sub.add_parser("prepare", help="write a workflow's embedded default data")
     prep.add_argument("workflow", choices=sorted(WORKFLOWS))
-    prep.add_argument("--num-cases", type=int, default=16)
+    prep.add_argument("--num-cases", type=int, default=None, help="default: the registry's (16 for liver)")
     prep.add_argument("--seed", type=int, default=0)
     run = sub.add_parser("run", help="run one stage of a workflow's bundle")
     run.add_argument("workflow", choices=sorted(WORKFLOWS))

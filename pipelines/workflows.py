@@ -7,10 +7,24 @@ Each workflow is a MONAI bundle under ``bundles/<name>/`` whose configs are laye
 
 from __future__ import annotations
 
+import importlib
+import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "Workflow", "WORKFLOWS", "get_workflow", "bundle_dir", "config_files"]
+__all__ = [
+    "REPO_ROOT",
+    "Workflow",
+    "WORKFLOWS",
+    "get_workflow",
+    "bundle_dir",
+    "config_files",
+    "prepare_default_data",
+    "ensure_default_data",
+]
+
+logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("train", "evaluate", "inference")
@@ -27,6 +41,8 @@ class Workflow:
         classes: label names indexed by label value, background first.
         default_data: folder (relative to the repo root) holding the embedded default dataset.
         default_datalist: datalist (relative to the repo root) over the default dataset.
+        data_generator: dotted name of ``f(out_dir, num_cases=, seed=) -> Path`` writing the default data.
+        default_cases: number of cases of the default data.
         stages: the stage names that have a config file in ``configs/``.
     """
 
@@ -36,6 +52,8 @@ class Workflow:
     classes: tuple[str, ...]
     default_data: str
     default_datalist: str
+    data_generator: str
+    default_cases: int = 16
     stages: tuple[str, ...] = field(default=STAGES)
 
     @property
@@ -63,6 +81,7 @@ WORKFLOWS: dict[str, Workflow] = {
         classes=("background", "liver", "tumour"),
         default_data="data/Task03_Liver_phantom",
         default_datalist="data_manifests/liver_phantom.json",
+        data_generator="pipelines.phantoms.write_liver_phantom_task",
     ),
 }
 
@@ -83,3 +102,26 @@ def bundle_dir(name: str) -> str:
 def config_files(name: str, stage: str) -> list[str]:
     """Config files of ``stage`` of workflow ``name`` (see :meth:`Workflow.config_files`)."""
     return get_workflow(name).config_files(stage)
+
+
+def prepare_default_data(name: str, num_cases: int | None = None, seed: int = 0) -> Path:
+    """Write the embedded default dataset of workflow ``name`` under the repo root (idempotent); return its folder.
+
+    The default datalist in ``data_manifests/`` was built from the default ``num_cases`` and ``seed``.
+    """
+    workflow = get_workflow(name)
+    module, _, func = workflow.data_generator.rpartition(".")
+    generate = getattr(importlib.import_module(module), func)
+    cases = workflow.default_cases if num_cases is None else num_cases
+    return generate(REPO_ROOT / workflow.default_data, num_cases=cases, seed=seed)
+
+
+def ensure_default_data(name: str, dataset_dir: str | os.PathLike) -> None:
+    """Write the default data of workflow ``name`` if ``dataset_dir`` is its default folder; else do nothing.
+
+    Bundle configs call it in ``initialize``, so that a fresh clone trains on the embedded data with no extra step,
+    while a user's own ``dataset_dir`` is never touched.
+    """
+    default = (REPO_ROOT / get_workflow(name).default_data).resolve()
+    if Path(dataset_dir).resolve() == default:
+        prepare_default_data(name)

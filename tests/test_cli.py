@@ -65,3 +65,14 @@ def test_run_with_bad_datalist_prints_a_clear_error(tmp_path):
     )
     assert result.returncode == 2
     assert f"{tmp_path / 'nope.json'}" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ensure_default_data_leaves_other_folders_alone(tmp_path, monkeypatch):
+    from pipelines import workflows
+
+    calls = []
+    monkeypatch.setattr(workflows, "prepare_default_data", lambda name: calls.append(name))
+    workflows.ensure_default_data("liver", tmp_path)
+    assert calls == []
+    workflows.ensure_default_data("liver", REPO_ROOT / get_workflow("liver").default_data)
+    assert calls == ["liver"]
