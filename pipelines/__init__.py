@@ -6,7 +6,18 @@ and use any of them without paying for the others at start-up.
 
 import importlib
 
-_SUBMODULES = ("checks", "cli", "inputs", "metrics", "phantoms", "tracking", "workflows")
+_SUBMODULES = (
+    "checks",
+    "classification_metrics",
+    "classifiers",
+    "cli",
+    "inputs",
+    "metrics",
+    "phantoms",
+    "slabs",
+    "tracking",
+    "workflows",
+)
 
 
 def __getattr__(name: str):

@@ -87,6 +87,7 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
         "output_dir": str(out),
         "dataset_dir": str(REPO_ROOT / workflow.default_data),
         "data_list_file_path": str(REPO_ROOT / workflow.default_datalist),
+        **workflow.demo_overrides,
         **(overrides or {}),
     }
     timings = {}
@@ -108,6 +109,11 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
     }
     summary = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
     print(f"\n{name} demo finished in {time.perf_counter() - start:.0f} s ({summary})")
+    metrics_csv = out / "eval" / "metrics.csv"
+    if metrics_csv.is_file():
+        for line in metrics_csv.read_text().splitlines():
+            metric, _, value = line.partition(",")
+            print(f"  {metric:14s}: {float(value):.4f}")
     print(f"  segmentations : {results['predictions']}")
     print(f"  metrics (CSV) : {results['metrics']}")
     print(f"  checkpoint    : {results['checkpoint']}")

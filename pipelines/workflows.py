@@ -43,6 +43,7 @@ class Workflow:
         default_datalist: datalist (relative to the repo root) over the default dataset.
         data_generator: dotted name of ``f(out_dir, num_cases=, seed=) -> Path`` writing the default data.
         default_cases: number of cases of the default data.
+        demo_overrides: config ids that ``radcascade demo`` sets on every stage (a short training).
         stages: the stage names that have a config file in ``configs/``.
     """
 
@@ -54,6 +55,7 @@ class Workflow:
     default_datalist: str
     data_generator: str
     default_cases: int = 16
+    demo_overrides: dict = field(default_factory=dict)
     stages: tuple[str, ...] = field(default=STAGES)
 
     @property
@@ -82,6 +84,7 @@ WORKFLOWS: dict[str, Workflow] = {
         default_data="data/Task03_Liver_phantom",
         default_datalist="data_manifests/liver_phantom.json",
         data_generator="pipelines.phantoms.write_liver_phantom_task",
+        demo_overrides={"max_epochs": 25},
     ),
 }
 
