@@ -8,7 +8,9 @@ import importlib
 
 _SUBMODULES = (
     "checks",
+    "cascade",
     "classification_metrics",
+    "classifier_reports",
     "classifiers",
     "cli",
     "inputs",
@@ -16,6 +18,7 @@ _SUBMODULES = (
     "phantoms",
     "slabs",
     "tracking",
+    "training",
     "workflows",
 )
 

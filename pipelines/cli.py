@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.checks import find_data_error
-from pipelines.workflows import REPO_ROOT, WORKFLOWS, get_workflow, prepare_default_data
+from pipelines.workflows import REPO_ROOT, STAGE_TYPES, STAGES, WORKFLOWS, get_workflow, prepare_default_data
 
 __all__ = ["main", "parse_overrides", "run_stage", "run_demo"]
 
@@ -41,9 +41,6 @@ def parse_overrides(pairs: list[str] | None) -> dict:
             raise ValueError(f"override {pair!r} is not of the form id=value")
         overrides[key] = yaml.safe_load(value)
     return overrides
-
-
-STAGE_TYPES = {"train": "train", "evaluate": "eval", "inference": "infer"}
 
 
 def run_stage(name: str, stage: str, overrides: dict | None = None) -> None:
@@ -76,7 +73,8 @@ def run_stage(name: str, stage: str, overrides: dict | None = None) -> None:
 
 
 def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = None) -> dict[str, str]:
-    """The main job on the default data: prepare, train, evaluate, segment the held-out volumes.
+    """The main job on the default data: prepare, train the segmenter and the slice classifier, evaluate both, and
+    segment the held-out volumes with the cascade.
 
     Returns:
         where the results are: ``predictions``, ``metrics``, ``mlflow_uri``, ``checkpoint``.
@@ -94,7 +92,7 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
     start = time.perf_counter()
     prepare_default_data(name)
     timings["prepare"] = time.perf_counter() - start
-    for stage in ("train", "evaluate", "inference"):
+    for stage in ("train", "train_classifier", "evaluate", "evaluate_classifier", "inference"):
         t0 = time.perf_counter()
         run_stage(name, stage, common)
         timings[stage] = time.perf_counter() - t0
@@ -132,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--seed", type=int, default=0)
     run = sub.add_parser("run", help="run one stage of a workflow's bundle")
     run.add_argument("workflow", choices=sorted(WORKFLOWS))
-    run.add_argument("stage", choices=["train", "evaluate", "inference"])
+    run.add_argument("stage", choices=STAGES)
     run.add_argument("--set", dest="overrides", action="append", metavar="ID=VALUE", help="override a config id")
     demo = sub.add_parser("demo", help="prepare, train, evaluate and segment on the default data")
     demo.add_argument("workflow", choices=sorted(WORKFLOWS))

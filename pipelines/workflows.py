@@ -27,7 +27,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-STAGES = ("train", "evaluate", "inference")
+STAGES = ("train", "evaluate", "inference", "train_classifier", "evaluate_classifier")
+# MONAI workflow type of each stage (``ConfigWorkflow(workflow_type=...)``).
+STAGE_TYPES = {
+    "train": "train",
+    "evaluate": "eval",
+    "inference": "infer",
+    "train_classifier": "train",
+    "evaluate_classifier": "eval",
+}
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import pytest
+from monai.bundle import ConfigWorkflow
 
 from data_manifests.msd import build_msd_datalist
 from pipelines.phantoms import write_liver_phantom_task
-from pipelines.workflows import get_workflow
+from pipelines.workflows import STAGE_TYPES, get_workflow
 
 TINY_SHAPE = (64, 64, 24)
 TINY_SPACING = (4.0, 4.0, 6.0)
@@ -56,3 +57,48 @@ def liver_configs() -> dict[str, list[str]]:
     """Config file lists of the liver bundle per stage."""
     workflow = get_workflow("liver")
     return {stage: workflow.config_files(stage) for stage in workflow.stages}
+
+
+def run_liver_stage(stage: str, overrides: dict, check: bool = False) -> ConfigWorkflow:
+    """Run one stage of the liver bundle through MONAI's ``ConfigWorkflow`` (initialize, run, finalize)."""
+    workflow = liver_workflow(stage, overrides)
+    workflow.initialize()
+    if check:
+        assert workflow.check_properties() in (None, [])
+    workflow.run()
+    workflow.finalize()
+    return workflow
+
+
+def liver_workflow(stage: str, overrides: dict, **kwargs) -> ConfigWorkflow:
+    """A ``ConfigWorkflow`` of one stage of the liver bundle, not yet initialised."""
+    configs = get_workflow("liver").bundle_dir / "configs"
+    return ConfigWorkflow(
+        config_file=get_workflow("liver").config_files(stage),
+        meta_file=str(configs / "metadata.json"),
+        logging_file=False,
+        workflow_type=STAGE_TYPES[stage],
+        **kwargs,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def liver_stage():
+    """``liver_stage(stage, overrides, check=False)`` runs one stage of the liver bundle."""
+    return run_liver_stage
+
+
+@pytest.fixture(scope="session")
+def make_liver_workflow():
+    """``make_liver_workflow(stage, overrides, **kwargs)`` builds a stage's ``ConfigWorkflow``."""
+    return liver_workflow
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_liver_task, tmp_path_factory):
+    """The shrunk liver segmenter trained once per test module; returns the overrides that locate it."""
+    task, datalist = tiny_liver_task
+    overrides = _shrink_overrides(task, datalist, tmp_path_factory.mktemp("liver_run"))
+    run_liver_stage("train", overrides, check=True)
+    return overrides

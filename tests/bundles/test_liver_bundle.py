@@ -12,41 +12,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from monai.bundle import ConfigWorkflow
 
 from pipelines.checks import find_data_error
 from pipelines.workflows import REPO_ROOT, get_workflow
 
 CONFIGS = get_workflow("liver").bundle_dir / "configs"
-
-
-def _workflow(files, workflow_type, **overrides) -> ConfigWorkflow:
-    return ConfigWorkflow(
-        config_file=files,
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=False,
-        workflow_type=workflow_type,
-        **overrides,
-    )
-
-
-def _train(files, overrides) -> ConfigWorkflow:
-    workflow = _workflow(files, "train", **overrides)
-    workflow.initialize()
-    assert workflow.check_properties() in (None, [])
-    workflow.run()
-    workflow.finalize()
-    return workflow
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_liver_task, tmp_path_factory, shrink_overrides):
-    """Train the shrunk bundle once; later tests evaluate and infer with its checkpoint."""
-    task, datalist = tiny_liver_task
-    out = tmp_path_factory.mktemp("liver_run")
-    overrides = shrink_overrides(task, datalist, out)
-    _train(get_workflow("liver").config_files("train"), overrides)
-    return overrides
 
 
 def test_train_writes_checkpoint_and_finished_mlflow_run(trained):
@@ -68,11 +38,8 @@ def test_train_writes_checkpoint_and_finished_mlflow_run(trained):
     assert "configs/train.yaml" in [a.path for a in client.list_artifacts(run.info.run_id, "configs")]
 
 
-def test_evaluate_writes_per_case_metrics_on_original_geometry(trained, liver_configs):
-    workflow = _workflow(liver_configs["evaluate"], "eval", **trained)
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
+def test_evaluate_writes_per_case_metrics_on_original_geometry(trained, liver_stage):
+    liver_stage("evaluate", trained)
     eval_dir = Path(trained["output_dir"]) / "eval"
     with open(eval_dir / "test_mean_dice_raw.csv") as f:
         rows = list(csv.reader(f))
@@ -99,14 +66,9 @@ def _write_non_ras_ct(path: Path) -> nib.Nifti1Image:
     return image
 
 
-def test_inference_output_matches_input_geometry(trained, liver_configs, tmp_path):
+def test_inference_output_matches_input_geometry(trained, liver_stage, tmp_path):
     source = _write_non_ras_ct(tmp_path / "odd_ct.nii.gz")
-    workflow = _workflow(
-        liver_configs["inference"], "infer", **{**trained, "input_path": str(tmp_path / "odd_ct.nii.gz")}
-    )
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
+    liver_stage("inference", {**trained, "input_path": str(tmp_path / "odd_ct.nii.gz"), "use_cascade": False})
     pred = nib.load(Path(trained["output_dir"]) / "predictions" / "odd_ct_seg.nii.gz")
     assert pred.shape == source.shape
     np.testing.assert_allclose(pred.affine, source.affine, atol=1e-4)
@@ -114,7 +76,7 @@ def test_inference_output_matches_input_geometry(trained, liver_configs, tmp_pat
     assert pred.get_data_dtype() == np.uint8 and set(values.tolist()) <= {0, 1, 2}
 
 
-def test_inference_reads_a_dicom_series(trained, liver_configs, tmp_path):
+def test_inference_reads_a_dicom_series(trained, liver_stage, tmp_path):
     volume = sitk.GetImageFromArray(np.random.default_rng(1).normal(0, 30, (9, 40, 36)).astype(np.int16))
     volume.SetSpacing((0.8, 0.8, 2.5))
     series = tmp_path / "series"
@@ -130,22 +92,19 @@ def test_inference_reads_a_dicom_series(trained, liver_configs, tmp_path):
         slice_.SetMetaData("0020|000e", "1.2.826.0.1.3680043.2.1125.1.1")
         writer.SetFileName(str(series / f"slice_{z:03d}.dcm"))
         writer.Execute(slice_)
-    workflow = _workflow(liver_configs["inference"], "infer", **{**trained, "input_path": str(series)})
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
+    liver_stage("inference", {**trained, "input_path": str(series), "use_cascade": False})
     pred = nib.load(Path(trained["output_dir"]) / "predictions" / "series_seg.nii.gz")
     assert pred.shape == (36, 40, 9)
     np.testing.assert_allclose(np.abs(np.diag(pred.affine))[:3], [0.8, 0.8, 2.5], atol=1e-4)
 
 
-def test_bad_datalist_entry_fails_before_training(tiny_liver_task, tmp_path, liver_configs, shrink_overrides):
+def test_bad_datalist_entry_fails_before_training(tiny_liver_task, tmp_path, make_liver_workflow, shrink_overrides):
     task, datalist = tiny_liver_task
     broken = json.loads(datalist.read_text())
     broken["training"][0]["image"] = "imagesTr/does_not_exist.nii.gz"
     bad_list = tmp_path / "broken.json"
     bad_list.write_text(json.dumps(broken))
-    workflow = _workflow(liver_configs["train"], "train", **shrink_overrides(task, bad_list, tmp_path))
+    workflow = make_liver_workflow("train", shrink_overrides(task, bad_list, tmp_path))
     with pytest.raises(RuntimeError) as err:  # ConfigParser wraps the error of a failing expression
         workflow.initialize()
     cause = find_data_error(err.value)

@@ -1,0 +1,61 @@
+"""The liver bundle's slice classifier (train, evaluate) and the cascade in inference.yaml, on tiny phantoms."""
+
+import csv
+import json
+from pathlib import Path
+
+import mlflow
+import nibabel as nib
+import numpy as np
+import pytest
+
+CLASSIFIER_OVERRIDES = {"classifier_image_size": [32, 32], "slices_per_volume": 4, "batch_size": 2}
+
+
+@pytest.fixture(scope="module")
+def trained_cascade(trained, liver_stage):
+    """The tiny segmenter of ``trained`` plus a slice classifier trained for one epoch beside it."""
+    overrides = {**trained, **CLASSIFIER_OVERRIDES}
+    liver_stage("train_classifier", overrides, check=True)
+    return overrides
+
+
+def test_classifier_checkpoint_and_mlflow_run(trained_cascade):
+    out = Path(trained_cascade["output_dir"])
+    assert (out / "models" / "classifier.pt").is_file()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(trained_cascade["experiment_name"])
+    (run,) = client.search_runs([experiment.experiment_id], "attributes.run_name LIKE 'train_classifier_%'")
+    assert run.info.status == "FINISHED"
+    for name in ("val_accuracy", "val_precision", "val_recall", "val_specificity", "val_f1", "val_roc_auc"):
+        assert name in run.data.metrics
+    assert run.data.params["backbone"] == "resnet18" and run.data.params["pos_fraction"] == "0.5"
+
+
+def test_evaluate_classifier_writes_slice_results_confusion_matrix_and_gradcam(trained_cascade, liver_stage):
+    liver_stage("evaluate_classifier", trained_cascade)
+    eval_dir = Path(trained_cascade["output_dir"]) / "eval_classifier"
+    with open(eval_dir / "slice_results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) > 0 and {"volume_id", "slice_index", "label", "probability", "prediction"} <= set(rows[0])
+    metrics = json.loads((eval_dir / "classification_metrics.json").read_text())
+    assert metrics["tp"] + metrics["fp"] + metrics["tn"] + metrics["fn"] == len(rows)
+    assert (eval_dir / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    gradcams = sorted((eval_dir / "gradcam").glob("*.png"))
+    assert len(gradcams) == 2  # two slices of the single test volume
+
+
+def test_cascade_inference_writes_report_and_keeps_geometry(trained_cascade, liver_stage, tmp_path):
+    case = Path(trained_cascade["dataset_dir"]) / "imagesTr"
+    source = sorted(case.glob("*.nii.gz"))[0]
+    out = tmp_path / "infer"
+    liver_stage("inference", {**trained_cascade, "input_path": str(source), "output_dir": str(out)})
+    name = source.name[: -len(".nii.gz")]
+    pred = nib.load(out / "predictions" / f"{name}_seg.nii.gz")
+    image = nib.load(source)
+    assert pred.shape == image.shape
+    np.testing.assert_allclose(pred.affine, image.affine, atol=1e-4)
+    report = json.loads((out / "reports" / f"{name}_cascade.json").read_text())
+    assert len(report["slice_probabilities"]) == report["num_slices"]
+    assert report["voxels_segmented"] <= report["voxels_total"]
+    assert set(report["seconds"]) == {"classify", "segment", "total"}

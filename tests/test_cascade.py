@@ -1,0 +1,119 @@
+"""The cascade's steps and SliceGatedInferer on a small phantom whose lesion sits in a known slab."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.inferers import SlidingWindowInferer
+
+from pipelines.cascade import SliceGatedInferer, background_logits, crop_slab, paste_slab, score_slices
+from pipelines.slabs import Slab
+
+LESION = slice(12, 20)  # slices holding the bright lesion
+
+
+class BrightnessClassifier(torch.nn.Module):
+    """A 2-class slice classifier that calls a slice positive when its centre channel holds bright voxels."""
+
+    def forward(self, x):
+        centre = x[:, x.shape[1] // 2]
+        score = (centre > 0.5).float().flatten(1).mean(1) * 200.0 - 1.0
+        return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+class ThresholdSegmenter(torch.nn.Module):
+    """A 2-class segmenter: foreground where the image is bright. Counts the voxels it is run on."""
+
+    def __init__(self):
+        super().__init__()
+        self.voxels_seen = 0
+
+    def forward(self, x):
+        self.voxels_seen += x[:, 0].numel()
+        fg = (x[:, :1] > 0.5).float() * 20.0 - 10.0
+        return torch.cat([torch.zeros_like(fg), fg], dim=1)
+
+
+def _phantom(depth=40, spacing_z=2.5):
+    volume = torch.zeros(1, 24, 20, depth)
+    volume[0, 8:14, 6:12, LESION] = 1.0
+    affine = torch.diag(torch.tensor([1.5, 1.5, spacing_z, 1.0]))
+    return MetaTensor(volume, affine=affine, meta={"filename_or_obj": "/data/case_7.nii.gz"})
+
+
+def _inferer(tmp_path=None, **kwargs):
+    settings = {"threshold": 0.5, "margin_slices": 2, "context": 1, "image_size": (24, 20), "num_classes": 2}
+    settings.update(kwargs)
+    sw = SlidingWindowInferer(roi_size=(16, 16, 8), sw_batch_size=2, overlap=0.25)
+    return SliceGatedInferer(BrightnessClassifier(), sw, report_dir=tmp_path, **settings)
+
+
+def test_score_slices_finds_the_lesion_slices():
+    probs = score_slices(BrightnessClassifier(), _phantom(), context=1, image_size=(24, 20), batch_size=7)
+    assert probs.shape == (40,)
+    positive = np.flatnonzero(probs >= 0.5)
+    assert positive.min() == LESION.start and positive.max() == LESION.stop - 1
+
+
+def test_crop_and_paste_round_trip():
+    volume = torch.arange(2 * 3 * 4 * 10, dtype=torch.float32).reshape(2, 3, 4, 10)
+    slab = Slab(3, 7)
+    part = crop_slab(volume, slab)
+    assert part.shape == (2, 3, 4, 4)
+    full = torch.zeros_like(volume)
+    paste_slab(full, part, slab)
+    assert torch.equal(full[..., 3:7], volume[..., 3:7]) and full[..., :3].abs().sum() == 0
+    with pytest.raises(ValueError, match="cannot paste"):
+        paste_slab(full, part, Slab(8, 12))
+
+
+def test_cascade_segments_only_the_slab_and_keeps_geometry(tmp_path):
+    image = _phantom()[None]
+    segmenter = ThresholdSegmenter()
+    inferer = _inferer(tmp_path, min_slab_slices=8)
+    out = inferer(image, segmenter)
+    assert out.shape == (1, 2, 24, 20, 40)
+    assert isinstance(out, MetaTensor) and torch.allclose(out.affine, image.affine)
+    mask = out.argmax(1)[0]
+    assert torch.equal(mask.bool(), image[0, 0] > 0.5)  # the lesion and nothing else
+    report = json.loads((tmp_path / "case_7_cascade.json").read_text())
+    assert report["slabs"] == [{"start": LESION.start - 2, "stop": LESION.stop + 2}]
+    assert report["slices_segmented"] == 12 and report["voxels_total"] == 24 * 20 * 40
+    assert len(report["slice_probabilities"]) == 40
+    assert set(report["seconds"]) == {"classify", "segment", "total"}
+    # sliding windows ran over the 12-slice slab only (windows overlap, so count positions, not the volume)
+    full = ThresholdSegmenter()
+    _inferer(enabled=False)(image, full)
+    assert 0 < segmenter.voxels_seen < full.voxels_seen
+
+
+def test_no_positive_slice_skips_the_segmenter(tmp_path):
+    image = MetaTensor(torch.zeros(1, 1, 24, 20, 30))
+    segmenter = ThresholdSegmenter()
+    out = _inferer(tmp_path)(image, segmenter)
+    assert segmenter.voxels_seen == 0
+    assert torch.equal(out.argmax(1), torch.zeros(1, 24, 20, 30, dtype=torch.long))
+    assert json.loads((tmp_path / "case_0_cascade.json").read_text())["slabs"] == []
+
+
+def test_margin_in_mm_uses_the_slice_spacing():
+    image = _phantom(spacing_z=2.5)[None]
+    inferer = _inferer(margin_slices=0, margin_mm=5.0)
+    inferer(image, ThresholdSegmenter())
+    assert inferer.reports[-1]["slabs"] == [{"start": LESION.start - 2, "stop": LESION.stop + 2}]
+
+
+def test_short_slab_grows_to_the_window_depth():
+    volume = torch.zeros(1, 1, 24, 20, 40)
+    volume[0, 0, 8:14, 6:12, 30] = 1.0
+    inferer = _inferer(margin_slices=0, min_slab_slices=8)
+    inferer(MetaTensor(volume), ThresholdSegmenter())
+    (slab,) = inferer.reports[-1]["slabs"]
+    assert slab["stop"] - slab["start"] == 8 and slab["start"] <= 30 < slab["stop"]
+
+
+def test_background_logits_softmax_to_background():
+    probs = torch.softmax(background_logits(3, (2, 2, 2)), dim=0)
+    assert torch.allclose(probs[0], torch.ones(2, 2, 2))
