@@ -98,18 +98,51 @@ def test_inference_reads_a_dicom_series(trained, liver_stage, tmp_path):
     np.testing.assert_allclose(np.abs(np.diag(pred.affine))[:3], [0.8, 0.8, 2.5], atol=1e-4)
 
 
-def test_bad_datalist_entry_fails_before_training(tiny_liver_task, tmp_path, make_liver_workflow, shrink_overrides):
-    task, datalist = tiny_liver_task
-    broken = json.loads(datalist.read_text())
-    broken["training"][0]["image"] = "imagesTr/does_not_exist.nii.gz"
-    bad_list = tmp_path / "broken.json"
-    bad_list.write_text(json.dumps(broken))
-    workflow = make_liver_workflow("train", shrink_overrides(task, bad_list, tmp_path))
+def _break_missing(image: Path, label: Path) -> str:
+    image.unlink()
+    return f"{image}: file not found"
+
+
+def _break_corrupt(image: Path, label: Path) -> str:
+    image.write_bytes(image.read_bytes()[:200])
+    return str(image)
+
+
+def _break_2d(image: Path, label: Path) -> str:
+    nib.save(nib.Nifti1Image(np.zeros((64, 64), np.int16), np.eye(4)), image)
+    return str(image)
+
+
+def _break_shape(image: Path, label: Path) -> str:
+    nib.save(nib.Nifti1Image(np.zeros((64, 60, 24), np.uint8), nib.load(image).affine), label)
+    return str(label)
+
+
+def _break_nan(image: Path, label: Path) -> str:
+    source = nib.load(image)
+    data = source.get_fdata().astype(np.float32)
+    data[3, 4, 5] = np.nan
+    nib.save(nib.Nifti1Image(data, source.affine), image)
+    return str(image)
+
+
+@pytest.mark.parametrize("breaker", [_break_missing, _break_corrupt, _break_2d, _break_shape, _break_nan])
+def test_bad_input_fails_before_training_naming_the_file(tmp_path, make_liver_workflow, shrink_overrides, breaker):
+    from data_manifests.msd import build_msd_datalist
+    from pipelines.phantoms import write_liver_phantom_task
+
+    task = tmp_path / "task"
+    write_liver_phantom_task(task, num_cases=3, seed=5, shape=(64, 64, 24), spacing=(4.0, 4.0, 6.0))
+    datalist = tmp_path / "datalist.json"
+    build_msd_datalist(task, val_fraction=0.34, test_fraction=0.0, seed=0, output_path=datalist, relative_to=task)
+    entry = json.loads(datalist.read_text())["training"][0]
+    expected = breaker(task / entry["image"], task / entry["label"])
+    workflow = make_liver_workflow("train", shrink_overrides(task, datalist, tmp_path / "out"))
     with pytest.raises(RuntimeError) as err:  # ConfigParser wraps the error of a failing expression
         workflow.initialize()
     cause = find_data_error(err.value)
-    assert cause is not None and "does_not_exist.nii.gz: file not found" in str(cause)
-    assert not (tmp_path / "models" / "model.pt").exists()
+    assert cause is not None and expected in str(cause), str(err.value)
+    assert not (tmp_path / "out" / "models").exists()
 
 
 def test_verify_net_in_out_and_ckpt_export(trained, tmp_path):

@@ -1,0 +1,129 @@
+"""Benchmark: the cascade (slice classifier + slab segmentation) vs plain full-volume sliding-window segmentation.
+
+Both use the same trained segmenter, preprocessing and postprocessing (argmax, largest component) on the same
+held-out volumes, in one process, one after the other per case. Prints per case and overall: wall time of each,
+their ratio, Dice per class of each against the label (on the preprocessed grid), the slices the cascade
+segmented, and the classifier's throughput in slices per second.
+
+    python benchmarks/cascade_vs_full.py liver                       # test split of the default datalist
+    python benchmarks/cascade_vs_full.py liver --section validation --set sw_batch_size=8
+
+Needs trained checkpoints (``models/model.pt`` and ``models/classifier.pt``: run ``radcascade demo liver``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from monai.bundle import ConfigParser  # noqa: E402
+from monai.data import load_decathlon_datalist  # noqa: E402
+from monai.metrics import DiceMetric  # noqa: E402
+from monai.transforms import AsDiscrete, KeepLargestConnectedComponent  # noqa: E402
+
+from pipelines.cli import parse_overrides  # noqa: E402
+from pipelines.workflows import get_workflow  # noqa: E402
+
+
+def _load(parser: ConfigParser, network_id: str, ckpt_id: str) -> torch.nn.Module:
+    network = parser.get_parsed_content(network_id)
+    state = torch.load(parser.get_parsed_content(ckpt_id), map_location="cpu", weights_only=True)
+    network.load_state_dict(state)
+    return network.eval()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print its table; returns 0."""
+    args_parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    args_parser.add_argument("workflow")
+    args_parser.add_argument("--section", default="test")
+    args_parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=VALUE")
+    args_parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = args_parser.parse_args(argv)
+
+    workflow = get_workflow(args.workflow)
+    parser = ConfigParser()
+    parser.read_config(workflow.config_files("inference"))
+    parser.update(parse_overrides(args.overrides))
+    segmenter = _load(parser, "network", "ckpt_path")
+    _load(parser, "classifier_network", "classifier_ckpt_path")
+    preprocessing = parser.get_parsed_content("preprocessing")
+    full_inferer = parser.get_parsed_content("inferer")
+    cascade = parser.get_parsed_content("cascade_inferer")
+    num_classes = parser.get_parsed_content("num_classes")
+    items = load_decathlon_datalist(
+        parser.get_parsed_content("data_list_file_path"), True, args.section, parser.get_parsed_content("dataset_dir")
+    )
+    discrete = AsDiscrete(argmax=True, to_onehot=num_classes)
+    onehot = AsDiscrete(to_onehot=num_classes)
+    dice_metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
+    largest = KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), independent=False)
+    rows = []
+    with torch.inference_mode():
+        full_inferer(torch.zeros(1, 1, *parser.get_parsed_content("roi_size")), segmenter)  # warm-up
+        for item in items:
+            data = preprocessing(item)
+            image, label = data["image"][None], onehot(data["label"])
+            row = {"case": Path(item["image"]).name, "slices": image.shape[-1]}
+            for name, inferer in (("full", full_inferer), ("cascade", cascade)):
+                start = time.perf_counter()
+                logits = inferer(image, segmenter)
+                row[f"{name}_s"] = time.perf_counter() - start
+                pred = discrete(largest(logits[0].argmax(0, keepdim=True)))
+                dice = dice_metric(pred[None], label[None])
+                row[f"{name}_dice"] = [float(d) for d in dice[0]]
+            report = cascade.reports[-1]
+            row["cascade_slices"] = report["slices_segmented"]
+            row["classify_s"] = report["seconds"]["classify"]
+            rows.append(row)
+
+    classes = workflow.classes[1:]
+    print(f"\n{args.workflow}: cascade vs full-volume segmentation on '{args.section}' ({len(rows)} cases)")
+    header = f"{'case':22s} {'full s':>7s} {'casc s':>7s} {'ratio':>6s} {'slices':>9s} "
+    header += " ".join(f"{'full ' + c:>11s} {'casc ' + c:>11s}" for c in classes)
+    print(header)
+    for r in rows:
+        line = f"{r['case']:22s} {r['full_s']:7.2f} {r['cascade_s']:7.2f} {r['full_s'] / r['cascade_s']:6.2f} "
+        line += f"{r['cascade_slices']:>4d}/{r['slices']:<4d} "
+        line += " ".join(f"{f:11.4f} {c:11.4f}" for f, c in zip(r["full_dice"], r["cascade_dice"], strict=True))
+        print(line)
+    full_t, casc_t = sum(r["full_s"] for r in rows), sum(r["cascade_s"] for r in rows)
+    mean = {k: np.nanmean([r[k] for r in rows], axis=0) for k in ("full_dice", "cascade_dice")}
+    slices = sum(r["slices"] for r in rows)
+    summary = {
+        "cases": len(rows),
+        "full_seconds": full_t,
+        "cascade_seconds": casc_t,
+        "speedup": full_t / casc_t,
+        "mean_dice_full": dict(zip(classes, map(float, mean["full_dice"]), strict=True)),
+        "mean_dice_cascade": dict(zip(classes, map(float, mean["cascade_dice"]), strict=True)),
+        "mean_dice_difference": float(np.nanmean(mean["cascade_dice"]) - np.nanmean(mean["full_dice"])),
+        "slices_segmented_fraction": sum(r["cascade_slices"] for r in rows) / slices,
+        "classifier_slices_per_second": slices / sum(r["classify_s"] for r in rows),
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "torch_threads": torch.get_num_threads(),
+    }
+    print(
+        f"total: full {full_t:.2f} s, cascade {casc_t:.2f} s, speedup x{summary['speedup']:.2f}; "
+        f"mean Dice full {summary['mean_dice_full']}, cascade {summary['mean_dice_cascade']} "
+        f"(difference of the class means {summary['mean_dice_difference']:+.4f}); "
+        f"{100 * summary['slices_segmented_fraction']:.0f}% of slices segmented; "
+        f"classifier {summary['classifier_slices_per_second']:.0f} slices/s; peak RSS {summary['peak_rss_mib']:.0f} MiB"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
