@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     items = load_decathlon_datalist(
         parser.get_parsed_content("data_list_file_path"), True, args.section, parser.get_parsed_content("dataset_dir")
     )
-    discrete = AsDiscrete(argmax=True, to_onehot=num_classes)
     onehot = AsDiscrete(to_onehot=num_classes)
     dice_metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
     largest = KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), independent=False)
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
                 start = time.perf_counter()
                 logits = inferer(image, segmenter)
                 row[f"{name}_s"] = time.perf_counter() - start
-                pred = discrete(largest(logits[0].argmax(0, keepdim=True)))
+                pred = onehot(largest(logits[0].argmax(0, keepdim=True)))
                 dice = dice_metric(pred[None], label[None])
                 row[f"{name}_dice"] = [float(d) for d in dice[0]]
             report = cascade.reports[-1]
