@@ -15,12 +15,12 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from pipelines.atomic import write_json_atomic
 from pipelines.checks import DataError, validate_datalist
 
 __all__ = ["build_msd_datalist", "split_counts", "main"]
@@ -122,19 +122,6 @@ def _relative(path: str, folder: Path) -> str:
         return Path(path).as_posix()
 
 
-def _write_json_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json.tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_msd_datalist(
     task_dir: str | os.PathLike,
     *,
@@ -216,7 +203,7 @@ def build_msd_datalist(
     }
     logger.info("%s: training %d, validation %d, test %d", task_dir, n_train, n_val, n_test)
     if output_path is not None:
-        _write_json_atomic(datalist, output_path)
+        write_json_atomic(datalist, output_path)
         logger.info("datalist written to %s", output_path)
     return datalist
 

@@ -8,10 +8,8 @@ What gates what, the threshold, smoothing, margin and merging are constructor ar
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +21,8 @@ from monai.data import MetaTensor
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
+from pipelines.atomic import write_json_atomic
+from pipelines.inputs import case_name
 from pipelines.slabs import Slab, covered_slices, select_slabs
 from transforms.slices import ExtractSlices
 
@@ -99,28 +99,9 @@ def background_logits(num_classes: int, spatial_shape: Sequence[int], device=Non
 
 
 def _case_name(inputs: torch.Tensor, index: int) -> str:
-    if isinstance(inputs, MetaTensor):
-        names = inputs.meta.get("filename_or_obj")
-        name = names[index] if isinstance(names, (list, tuple)) else names
-        if name:
-            base = os.path.basename(str(name).rstrip("/"))
-            for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):
-                if base.endswith(ext):
-                    return base[: -len(ext)]
-            return base
-    return f"case_{index}"
-
-
-def _write_json_atomic(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    names = inputs.meta.get("filename_or_obj") if isinstance(inputs, MetaTensor) else None
+    name = names[index] if isinstance(names, (list, tuple)) else names
+    return case_name(name) if name else f"case_{index}"
 
 
 class SliceGatedInferer(Inferer):
@@ -224,7 +205,7 @@ class SliceGatedInferer(Inferer):
         }
         self.reports.append(report)
         if self.report_dir is not None:
-            _write_json_atomic(report, self.report_dir / f"{name}_cascade.json")
+            write_json_atomic(report, self.report_dir / f"{name}_cascade.json", indent=1)
         logger.info(
             "%s: %d slab(s) %s, %d of %d slices segmented (classify %.2f s, segment %.2f s)",
             name, len(slabs), [(s.start, s.stop) for s in slabs], report["slices_segmented"], n, t_classify, t_segment,

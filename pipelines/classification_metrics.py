@@ -19,7 +19,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,8 @@ import numpy as np
 import torch
 from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric, MetricsLambda
+
+from pipelines.atomic import atomic_write
 
 __all__ = [
     "confusion_matrix",
@@ -260,21 +261,6 @@ def multiclass_metrics(y_true: Any, y_pred: Any, num_classes: int) -> dict[str, 
 # ---------------------------------------------------------------------------------------------------- outputs
 
 
-def _atomic_write(path: Path, write: Callable[[str], None], suffix: str) -> Path:
-    """Call ``write(temporary_path)`` on a file in ``path``'s folder, then move it onto ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_confusion_matrix_png(
     cm: Any, class_names: Sequence[str], path: str | os.PathLike, title: str | None = None
 ) -> Path:
@@ -329,7 +315,7 @@ def save_confusion_matrix_png(
             text = f"{int(value)}" if integral else f"{float(value):.2f}"
             colour = "white" if value > middle else "black"
             ax.text(j, i, text, ha="center", va="center", color=colour)
-    out = _atomic_write(Path(path), lambda tmp: fig.savefig(tmp, format="png"), ".png")
+    out = atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     logger.debug("wrote confusion matrix %s", out)
     return out
 
@@ -375,7 +361,7 @@ def write_slice_results_csv(rows: Iterable[Mapping[str, Any]], path: str | os.Pa
             for row in rows:
                 writer.writerow({key: cell(row.get(key)) for key in columns})
 
-    out = _atomic_write(Path(path), write, ".csv")
+    out = atomic_write(path, write)
     logger.debug("wrote %d slice result(s) to %s", len(rows), out)
     return out
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -15,12 +14,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from monai.visualize import GradCAM
 
+from pipelines.atomic import atomic_write, write_json_atomic
 from pipelines.classification_metrics import (
     binary_metrics,
     confusion_matrix,
     save_confusion_matrix_png,
     write_slice_results_csv,
 )
+from pipelines.inputs import case_name
 
 __all__ = ["GRADCAM_LAYERS", "SliceResultsSaver", "save_gradcam_overlays"]
 
@@ -34,14 +35,6 @@ GRADCAM_LAYERS = {
     "vgg16": "features.29",
     "efficientnet-b0": "_bn1",
 }
-
-
-def _volume_id(name: str) -> str:
-    base = os.path.basename(str(name).rstrip("/"))
-    for ext in (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd"):
-        if base.endswith(ext):
-            return base[: -len(ext)]
-    return base
 
 
 def save_gradcam_overlays(
@@ -78,11 +71,7 @@ def save_gradcam_overlays(
         ax.imshow(np.rot90(heat[0]), cmap="jet", alpha=0.35, vmin=0.0, vmax=1.0)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
-        path = out_dir / f"{title}.png"
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, bbox_inches="tight")
-        os.replace(tmp, path)
-        paths.append(path)
+        paths.append(atomic_write(out_dir / f"{title}.png", lambda tmp, fig=fig: fig.savefig(tmp, bbox_inches="tight")))
     return paths
 
 
@@ -137,7 +126,7 @@ class SliceResultsSaver:
         for item, sample in zip(engine.state.output, engine.state.batch, strict=True):
             prob = float(torch.softmax(torch.as_tensor(item["pred"]).float().flatten(), dim=0)[1])
             row = {
-                "volume_id": _volume_id(sample.get("volume", "")),
+                "volume_id": case_name(sample.get("volume", "")),
                 "slice_index": int(sample.get("slice_index", len(self.rows))),
                 "label": int(torch.as_tensor(item["label"]).item()),
                 "probability": round(prob, 6),
@@ -157,9 +146,7 @@ class SliceResultsSaver:
         labels = np.array([r["label"] for r in self.rows])
         probs = np.array([r["probability"] for r in self.rows])
         metrics = binary_metrics(labels, probs, threshold=self.threshold)
-        tmp = self.output_dir / ".classification_metrics.json.tmp"
-        tmp.write_text(json.dumps(metrics, indent=2))
-        os.replace(tmp, self.output_dir / "classification_metrics.json")
+        write_json_atomic(metrics, self.output_dir / "classification_metrics.json")
         cm = confusion_matrix(labels, (probs >= self.threshold).astype(int), num_classes=2)
         save_confusion_matrix_png(cm, self.class_names, self.output_dir / "confusion_matrix.png", "Slice classifier")
         if self.gradcam_slices > 0 and self.gradcam_layer:

@@ -8,9 +8,18 @@ from pathlib import Path
 
 from monai.data import load_decathlon_datalist
 
-__all__ = ["IMAGE_SUFFIXES", "is_dicom_series_dir", "list_inference_inputs"]
+__all__ = ["IMAGE_SUFFIXES", "case_name", "is_dicom_series_dir", "list_inference_inputs"]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def case_name(path: str | os.PathLike) -> str:
+    """A case's name: the base name of its file or DICOM folder without an image suffix (``ct_7.nii.gz``: ``ct_7``)."""
+    base = os.path.basename(str(path).rstrip("/"))
+    for suffix in IMAGE_SUFFIXES:
+        if base.lower().endswith(suffix):
+            return base[: -len(suffix)]
+    return base
 
 
 def _is_image_file(path: Path) -> bool:

@@ -22,13 +22,14 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
+
+from pipelines.atomic import atomic_write, write_json_atomic
 
 __all__ = ["make_liver_ct_phantom", "write_liver_phantom_task", "main"]
 
@@ -395,35 +396,13 @@ def _case_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
 
 
-def _atomic_write_bytes_via(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path`` then rename it to ``path`` atomically."""
-    suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name.split('.')[0]}-", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
     img = nib.Nifti1Image(array, affine)
     img.header.set_data_dtype(array.dtype)
     img.header.set_xyzt_units("mm", "sec")
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    _atomic_write_bytes_via(path, lambda tmp: nib.save(img, tmp))
-
-
-def _write_json(obj: dict, path: Path) -> None:
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-
-    _atomic_write_bytes_via(path, write)
+    atomic_write(path, lambda tmp: nib.save(img, tmp))
 
 
 def _task_is_complete(out_dir: Path, num_cases: int, params: dict) -> bool:
@@ -513,7 +492,7 @@ def write_liver_phantom_task(
         "test": [],
         "phantom": params,
     }
-    _write_json(dataset, out_dir / "dataset.json")
+    write_json_atomic(dataset, out_dir / "dataset.json")
     logger.info("phantom task written to %s (%d cases)", out_dir, len(training))
     return out_dir
 
