@@ -7,6 +7,7 @@ segmented, and the classifier's throughput in slices per second.
 
     python benchmarks/cascade_vs_full.py liver                       # test split of the default datalist
     python benchmarks/cascade_vs_full.py liver --section validation --set sw_batch_size=8
+    python benchmarks/cascade_vs_full.py liver --long-scans 3        # unseen phantoms of a chest-abdomen-pelvis length
 
 Needs trained checkpoints (``models/model.pt`` and ``models/classifier.pt``: run ``radcascade demo liver``).
 """
@@ -42,6 +43,17 @@ def _load(parser: ConfigParser, network_id: str, ckpt_id: str) -> torch.nn.Modul
     return network.eval()
 
 
+def _long_scan_items(n: int) -> list[dict[str, str]]:
+    """``n`` liver phantoms (seeds unseen in training) with a chest-abdomen-pelvis scan range, written once."""
+    from pipelines.phantoms import DEFAULT_SHAPE, DEFAULT_SPACING, write_liver_phantom_task
+
+    task = REPO_ROOT / "data" / "Task03_Liver_phantom_long"
+    shape = (*DEFAULT_SHAPE[:2], round(DEFAULT_SHAPE[2] * 2.6))  # same slice spacing, 2.6 times the range
+    write_liver_phantom_task(task, num_cases=n, seed=1000, shape=shape, spacing=DEFAULT_SPACING, z_range=(-1.0, 1.6))
+    dataset = json.loads((task / "dataset.json").read_text())
+    return [{k: str(task / v) for k, v in item.items()} for item in dataset["training"]]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its table; returns 0."""
     args_parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -49,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     args_parser.add_argument("--section", default="test")
     args_parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=VALUE")
     args_parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args_parser.add_argument(
+        "--long-scans", type=int, default=0, metavar="N",
+        help="instead of the datalist, N new liver phantoms scanned 2.6 times as long (pelvis to chest)",
+    )  # fmt: skip
     args = args_parser.parse_args(argv)
 
     workflow = get_workflow(args.workflow)
@@ -61,9 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     full_inferer = parser.get_parsed_content("inferer")
     cascade = parser.get_parsed_content("cascade_inferer")
     num_classes = parser.get_parsed_content("num_classes")
-    items = load_decathlon_datalist(
-        parser.get_parsed_content("data_list_file_path"), True, args.section, parser.get_parsed_content("dataset_dir")
-    )
+    if args.long_scans:
+        items = _long_scan_items(args.long_scans)
+        args.section = f"{args.long_scans} long-scan phantoms"
+    else:
+        items = load_decathlon_datalist(
+            parser.get_parsed_content("data_list_file_path"),
+            True,
+            args.section,
+            parser.get_parsed_content("dataset_dir"),
+        )
     onehot = AsDiscrete(to_onehot=num_classes)
     dice_metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
     largest = KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), independent=False)

@@ -96,6 +96,7 @@ def make_liver_ct_phantom(
     seed: int,
     shape: Sequence[int] = DEFAULT_SHAPE,
     spacing: Sequence[float] = DEFAULT_SPACING,
+    z_range: Sequence[float] = (0.0, 1.0),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generate one synthetic abdominal CT volume with liver and liver-tumour labels.
 
@@ -115,6 +116,10 @@ def make_liver_ct_phantom(
         seed: seed of ``numpy.random.default_rng``; the same seed, shape and spacing give identical output.
         shape: number of voxels along (x: patient left, y: anterior, z: superior).
         spacing: voxel size in mm along the same axes.
+        z_range: the craniocaudal extent of the scan in units of the abdomen described above (0 its bottom slice,
+            1 its top slice). The default scans the abdomen only; ``(-1.0, 1.6)`` scans 2.6 times as far, with
+            body, spine and bowel continuing below and the lungs filling the chest above, so the liver covers a
+            realistic fraction of a chest-abdomen-pelvis scan (choose ``shape[2]`` to keep the slice spacing).
 
     Returns:
         ``(image, label, affine)``: ``image`` int16 HU of ``shape``; ``label`` uint8 of ``shape`` with
@@ -126,6 +131,9 @@ def make_liver_ct_phantom(
     """
     shape = tuple(int(s) for s in shape)
     spacing = tuple(float(s) for s in spacing)
+    z_lo, z_hi = (float(v) for v in z_range)
+    if z_hi <= z_lo:
+        raise ValueError(f"phantom z_range must increase, got {tuple(z_range)}")
     if len(shape) != 3 or len(spacing) != 3 or min(shape) < 4 or min(spacing) <= 0:
         raise ValueError(
             f"phantom needs 3 dimensions of at least 4 voxels and positive spacing; "
@@ -139,7 +147,7 @@ def make_liver_ct_phantom(
     # world coordinates (mm) relative to the volume centre, and z as a fraction of the field of view (0 = bottom)
     x = ((np.arange(nx, dtype=np.float32) - (nx - 1) / 2) * sx)[:, None, None]
     y = ((np.arange(ny, dtype=np.float32) - (ny - 1) / 2) * sy)[None, :, None]
-    zf = (np.arange(nz, dtype=np.float32) / max(nz - 1, 1))[None, None, :]
+    zf = (z_lo + (z_hi - z_lo) * np.arange(nz, dtype=np.float32) / max(nz - 1, 1))[None, None, :]
     zmm = ((np.arange(nz, dtype=np.float32) - (nz - 1) / 2) * sz)[None, None, :]
     full = (nx, ny, nz)
 
@@ -434,6 +442,7 @@ def write_liver_phantom_task(
     seed: int = 0,
     shape: Sequence[int] = DEFAULT_SHAPE,
     spacing: Sequence[float] = DEFAULT_SPACING,
+    z_range: Sequence[float] = (0.0, 1.0),
 ) -> Path:
     """Write ``num_cases`` phantoms as a Medical Segmentation Decathlon Task03_Liver folder.
 
@@ -452,6 +461,7 @@ def write_liver_phantom_task(
         seed: base seed of the task.
         shape: voxels per case along (x, y, z).
         spacing: voxel size in mm.
+        z_range: craniocaudal extent of each scan (see :func:`make_liver_ct_phantom`).
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -463,6 +473,8 @@ def write_liver_phantom_task(
         raise ValueError(f"{out_dir}: num_cases must be at least 1, got {num_cases}")
     out_dir = Path(out_dir)
     params = {"seed": int(seed), "shape": [int(s) for s in shape], "spacing": [float(s) for s in spacing]}
+    if tuple(float(v) for v in z_range) != (0.0, 1.0):
+        params["z_range"] = [float(v) for v in z_range]
     if _task_is_complete(out_dir, int(num_cases), params):
         logger.info("phantom task %s is already complete (%d cases); nothing to do", out_dir, num_cases)
         return out_dir
@@ -471,7 +483,7 @@ def write_liver_phantom_task(
     training = []
     for i in range(int(num_cases)):
         name = f"liver_{i}.nii.gz"
-        image, label, affine = make_liver_ct_phantom(_case_seed(seed, i), shape=shape, spacing=spacing)
+        image, label, affine = make_liver_ct_phantom(_case_seed(seed, i), shape=shape, spacing=spacing, z_range=z_range)
         _save_nifti(image, affine, out_dir / "imagesTr" / name)
         _save_nifti(label, affine, out_dir / "labelsTr" / name)
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
@@ -505,9 +517,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"))
     parser.add_argument("--spacing", type=float, nargs=3, default=list(DEFAULT_SPACING), metavar=("SX", "SY", "SZ"))
+    parser.add_argument(
+        "--z-range", type=float, nargs=2, default=[0.0, 1.0], metavar=("LO", "HI"),
+        help="craniocaudal extent in units of the abdomen (default 0 1; -1 1.6 for a chest-abdomen-pelvis scan)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = write_liver_phantom_task(args.out, args.num_cases, args.seed, args.shape, args.spacing)
+    out = write_liver_phantom_task(args.out, args.num_cases, args.seed, args.shape, args.spacing, args.z_range)
     logger.info("done: %s", out)
     return 0
 

@@ -132,3 +132,18 @@ def test_cli_writes_a_task(tmp_path):
     dataset = json.loads((tmp_path / "t" / "dataset.json").read_text())
     assert dataset["numTraining"] == 2
     assert nib.load(tmp_path / "t" / "imagesTr" / "liver_1.nii.gz").shape == (32, 32, 8)
+
+
+def test_long_scan_keeps_the_abdomen_and_adds_chest_and_pelvis():
+    from pipelines.phantoms import make_liver_ct_phantom
+
+    short_img, short_lab, _ = make_liver_ct_phantom(4, shape=(48, 48, 20), spacing=(6.0, 6.0, 8.0))
+    long_img, long_lab, _ = make_liver_ct_phantom(4, shape=(48, 48, 52), spacing=(6.0, 6.0, 8.0), z_range=(-1.0, 1.6))
+    short_fraction = (short_lab > 0).any(axis=(0, 1)).mean()
+    long_fraction = (long_lab > 0).any(axis=(0, 1)).mean()
+    assert long_fraction < 0.5 * short_fraction  # the liver covers far fewer slices of the long scan
+    top = long_img[..., -1]
+    assert (top < -700).sum() > 0.2 * (top > -900).sum()  # lungs fill the chest at the top
+    assert (long_lab[..., :10] == 0).all()  # no liver in the pelvis
+    with pytest.raises(ValueError, match="z_range must increase"):
+        make_liver_ct_phantom(0, shape=(16, 16, 8), z_range=(1.0, 0.0))
