@@ -7,6 +7,8 @@ and use any of them without paying for the others at start-up.
 import importlib
 
 _SUBMODULES = (
+    "api",
+    "atomic",
     "checks",
     "cascade",
     "classification_metrics",
