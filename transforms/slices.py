@@ -262,10 +262,14 @@ class ExtractSlices(Transform):
         self._dim = _check_axis(spatial_axis)
         self.indices = indices
 
+    def slice_indices(self, img: NdarrayOrTensor, indices: Sequence[int] | NdarrayOrTensor | None = None) -> list[int]:
+        """The slice indices a call with ``indices`` would extract from ``img``, as ints."""
+        _check_volume(img)
+        return _as_indices(indices if indices is not None else self.indices, img.shape[self._dim], img).tolist()
+
     def __call__(self, img: NdarrayOrTensor, indices: Sequence[int] | NdarrayOrTensor | None = None) -> torch.Tensor:
         """Extract the slices at ``indices`` (default: those given at construction, else all)."""
-        _check_volume(img)
-        idx = _as_indices(indices if indices is not None else self.indices, img.shape[self._dim], img)
+        idx = torch.as_tensor(self.slice_indices(img, indices), dtype=torch.long)
         vol = convert_to_tensor(img, track_meta=False)
         return _with_meta(_stack_slices(vol, self._dim, idx, self.context), img)
 
@@ -301,7 +305,7 @@ class ExtractSlicesd(MapTransform):
         return d
 
 
-class SliceSamples(Transform, MultiSampleTrait):
+class SliceSamples(ExtractSlices, MultiSampleTrait):
     """A volume ``(C, X, Y, Z)`` as a list of 2-D samples ``(C * (2 * context + 1), X, Y)``, one per slice.
 
     The list form of :class:`ExtractSlices` (same channel order and edge replication). Each sample is a separate
@@ -318,25 +322,7 @@ class SliceSamples(Transform, MultiSampleTrait):
         DataError: naming the file, for a volume that is not ``(C, X, Y, Z)`` or indices out of range.
     """
 
-    backend = ExtractSlices.backend
-
-    def __init__(
-        self,
-        context: int = 1,
-        spatial_axis: int = -1,
-        indices: Sequence[int] | NdarrayOrTensor | None = None,
-    ) -> None:
-        self.context = _check_context(context)
-        self.spatial_axis = spatial_axis
-        self._dim = _check_axis(spatial_axis)
-        self.indices = indices
-
-    def slice_indices(self, img: NdarrayOrTensor, indices: Sequence[int] | NdarrayOrTensor | None = None) -> list[int]:
-        """The slice indices a call with ``indices`` would extract from ``img``, as ints."""
-        _check_volume(img)
-        return _as_indices(indices if indices is not None else self.indices, img.shape[self._dim], img).tolist()
-
-    def __call__(
+    def __call__(  # type: ignore[override]
         self, img: NdarrayOrTensor, indices: Sequence[int] | NdarrayOrTensor | None = None
     ) -> list[torch.Tensor]:
         """The samples at ``indices`` (default: those given at construction, else all slices)."""
