@@ -168,12 +168,6 @@ class SliceGatedInferer(Inferer):
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.reports: list[dict] = []
 
-    def _widen(self, slab: Slab, n: int) -> Slab:
-        if len(slab) >= self.min_slab_slices or n <= self.min_slab_slices:
-            return slab if n > self.min_slab_slices else Slab(0, n)
-        start = max(0, min(slab.start - (self.min_slab_slices - len(slab)) // 2, n - self.min_slab_slices))
-        return Slab(start, start + self.min_slab_slices)
-
     def _segment_one(self, volume: torch.Tensor, network, name: str, *args, **kwargs) -> torch.Tensor:
         t0 = time.perf_counter()
         n = volume.shape[-1]
@@ -183,8 +177,9 @@ class SliceGatedInferer(Inferer):
         t_classify = time.perf_counter() - t0
         spacing = float(volume.pixdim[-1]) if isinstance(volume, MetaTensor) else None
         margin_mm = self.selection["margin_mm"]
-        slabs = select_slabs(probs, slice_spacing_mm=spacing if margin_mm else None, **self.selection)
-        slabs = _merge_overlaps([self._widen(s, n) for s in slabs])
+        slabs = select_slabs(
+            probs, slice_spacing_mm=spacing if margin_mm else None, min_length=self.min_slab_slices, **self.selection
+        )
         t1 = time.perf_counter()
         out = background_logits(self.num_classes, volume.shape[1:], device=volume.device)
         for slab in slabs:
@@ -222,13 +217,3 @@ class SliceGatedInferer(Inferer):
         ]
         out, *_ = convert_to_dst_type(torch.stack(outputs), inputs)
         return out
-
-
-def _merge_overlaps(slabs: list[Slab]) -> list[Slab]:
-    merged: list[Slab] = []
-    for slab in sorted(slabs, key=lambda s: s.start):
-        if merged and slab.start < merged[-1].stop:
-            merged[-1] = Slab(merged[-1].start, max(merged[-1].stop, slab.stop))
-        else:
-            merged.append(slab)
-    return merged

@@ -170,6 +170,16 @@ def _margin_in_slices(margin_slices: int, margin_mm: float | None, slice_spacing
     return max(0, math.ceil(margin_mm / slice_spacing_mm - _CEIL_TOLERANCE))
 
 
+def _at_least(start: int, stop: int, length: int, n: int) -> tuple[int, int]:
+    """``[start, stop)`` grown about its centre to ``length`` slices, kept within ``[0, n)``."""
+    if stop - start >= length:
+        return start, stop
+    if n <= length:
+        return 0, n
+    start = max(0, min(start - (length - (stop - start)) // 2, n - length))
+    return start, start + length
+
+
 def _merge(intervals: list[tuple[int, int]], max_gap: int) -> list[tuple[int, int]]:
     """Merge sorted intervals whose gap ``next.start - previous.stop`` is ``<= max_gap``.
 
@@ -195,6 +205,7 @@ def select_slabs(
     min_run: int = 1,
     merge: str = "gaps",
     merge_gap: int = 0,
+    min_length: int = 1,
 ) -> list[Slab]:
     """Select the slabs to segment from per-slice probabilities.
 
@@ -226,6 +237,8 @@ def select_slabs(
         min_run: shortest run (in slices, before margins) that is kept, ``>= 1``.
         merge: ``"gaps"``, ``"all"`` or ``"none"`` (see above).
         merge_gap: largest gap, in slices, bridged by ``merge="gaps"``, ``>= 0``; ignored by the other modes.
+        min_length: slabs shorter than this grow about their centre (within the volume) before merging, e.g. to
+            the depth of the segmenter's sliding window, so it sees real neighbours rather than padding.
 
     Returns:
         The slabs, sorted, non-overlapping, within ``[0, n)``; ``[]`` when no slice is positive or every run is
@@ -239,6 +252,7 @@ def select_slabs(
     if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) or not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     min_run = _check_positive_int(min_run, "min_run")
+    min_length = _check_positive_int(min_length, "min_length")
     merge_gap = _check_positive_int(merge_gap, "merge_gap", minimum=0)
     if merge not in MERGE_MODES:
         raise ValueError(f"merge must be one of {MERGE_MODES}, got {merge!r}")
@@ -254,7 +268,7 @@ def select_slabs(
         logger.debug("no slab selected: no run of positive slices at threshold %s", threshold)
         return []
 
-    grown = [(max(0, start - margin), min(n, stop + margin)) for start, stop in kept]
+    grown = [_at_least(max(0, start - margin), min(n, stop + margin), min_length, n) for start, stop in kept]
     if merge == "all":
         merged = [(grown[0][0], grown[-1][1])]
     else:

@@ -204,3 +204,14 @@ def test_selected_slabs_cover_every_positive_slice():
         mask = slab_mask(slabs, 50)
         assert mask[probs >= 0.7].all()
         assert all(a.stop <= b.start for a, b in zip(slabs[:-1], slabs[1:], strict=True))  # sorted, no overlap
+
+
+def test_min_length_grows_short_slabs_about_their_centre_within_the_volume():
+    probs = np.zeros(40)
+    probs[20] = 1.0
+    probs[1] = 1.0
+    slabs = select_slabs(probs, min_length=8, merge="none")
+    assert [(s.start, s.stop) for s in slabs] == [(0, 8), (17, 25)]
+    assert [(s.start, s.stop) for s in select_slabs(probs[:5], min_length=8)] == [(0, 5)]
+    long_run = np.ones(12)
+    assert [(s.start, s.stop) for s in select_slabs(long_run, min_length=8)] == [(0, 12)]
