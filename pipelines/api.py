@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.transforms import Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, Invertd
+from monai.transforms import Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, Invertd, LoadImaged
 
 from pipelines.workflows import get_workflow
 
@@ -55,7 +55,7 @@ class Segmenter:
         self.file_preprocessing = Compose(parser.get_parsed_content("preprocessing_transforms"))
         # an in-memory image skips the loader but is checked and resampled the same way
         load = parser.get_parsed_content("load_transforms")
-        checks = [t for t in load if type(t).__name__ != "LoadImaged"]
+        checks = [t for t in load if not isinstance(t, LoadImaged)]
         self.array_preprocessing = Compose(checks + parser.get_parsed_content("spatial_transforms"))
         self.keep_largest = parser.get_parsed_content("keep_largest_component")
 
