@@ -124,6 +124,9 @@ class SliceGatedInferer(Inferer):
         batch_size: slices per classifier batch.
         min_slab_slices: slabs shorter than this grow (about their centre) to it, so the segmenter's window fits.
         report_dir: folder for one ``<case>_cascade.json`` report per volume (None: no files).
+
+    Attributes:
+        reports: the report of each volume of the last call (also written to ``report_dir``).
     """
 
     def __init__(
@@ -209,6 +212,7 @@ class SliceGatedInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
         """Segment the batch ``inputs`` ``(B, C, X, Y, Z)`` with ``network`` where the classifier allows."""
+        self.reports = []  # the reports of this call only: a long-running server must not accumulate them
         if not self.enabled:
             return self.segmenter_inferer(inputs, network, *args, **kwargs)
         outputs = [
