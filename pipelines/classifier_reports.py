@@ -108,7 +108,8 @@ class SliceResultsSaver:
         self.gradcam_slices = gradcam_slices
         self.gradcam_layer = gradcam_layer
         self.rows: list[dict] = []
-        self._inputs: dict[tuple[str, int], torch.Tensor] = {}
+        # per volume, the gradcam_slices most confidently positive slices so far: (row, classifier input)
+        self._gradcam_candidates: dict[str, list[tuple[dict, torch.Tensor]]] = {}
 
     def attach(self, engine: Engine) -> None:
         """Collect on every iteration, write when the engine completes."""
@@ -119,7 +120,7 @@ class SliceResultsSaver:
     def reset(self, engine: Engine | None = None) -> None:
         """Forget what was collected."""
         self.rows = []
-        self._inputs = {}
+        self._gradcam_candidates = {}
 
     def collect(self, engine: Engine) -> None:
         """Record the slices of the current batch."""
@@ -134,7 +135,15 @@ class SliceResultsSaver:
             }
             self.rows.append(row)
             if self.gradcam_slices > 0:
-                self._inputs[(row["volume_id"], row["slice_index"])] = torch.as_tensor(item["image"]).detach().cpu()
+                self._keep_if_top(row, item["image"])
+
+    def _keep_if_top(self, row: dict, image) -> None:
+        """Keep ``row``'s input only while it is among its volume's ``gradcam_slices`` highest probabilities,
+        so memory stays bounded by volumes x gradcam_slices, not by every slice scored."""
+        kept = self._gradcam_candidates.setdefault(row["volume_id"], [])
+        kept.append((row, torch.as_tensor(image).detach().cpu()))
+        kept.sort(key=lambda c: -c[0]["probability"])  # stable: ties keep slice order
+        del kept[self.gradcam_slices :]
 
     def write(self, engine: Engine) -> None:
         """Write the CSV, the metrics, the confusion matrix and the Grad-CAM overlays."""
@@ -154,10 +163,8 @@ class SliceResultsSaver:
         logger.info("slice classifier results for %d slices written to %s", len(self.rows), self.output_dir)
 
     def _write_gradcam(self, engine: Engine) -> None:
-        chosen = []
-        for volume in sorted({r["volume_id"] for r in self.rows}):
-            rows = sorted((r for r in self.rows if r["volume_id"] == volume), key=lambda r: -r["probability"])
-            chosen += rows[: self.gradcam_slices]
-        samples = torch.stack([self._inputs[(r["volume_id"], r["slice_index"])] for r in chosen])
+        kept = [self._gradcam_candidates[volume] for volume in sorted(self._gradcam_candidates)]
+        chosen = [row for candidates in kept for row, _ in candidates]
+        samples = torch.stack([image for candidates in kept for _, image in candidates])
         titles = [f"{r['volume_id']}_slice{r['slice_index']:03d}_p{r['probability']:.2f}" for r in chosen]
         save_gradcam_overlays(engine.network, samples, titles, self.output_dir / "gradcam", self.gradcam_layer)
