@@ -32,15 +32,9 @@ from monai.data import load_decathlon_datalist  # noqa: E402
 from monai.metrics import DiceMetric  # noqa: E402
 from monai.transforms import AsDiscrete, KeepLargestConnectedComponent  # noqa: E402
 
+from pipelines.api import load_weights  # noqa: E402
 from pipelines.cli import parse_overrides  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
-
-
-def _load(parser: ConfigParser, network_id: str, ckpt_id: str) -> torch.nn.Module:
-    network = parser.get_parsed_content(network_id)
-    state = torch.load(parser.get_parsed_content(ckpt_id), map_location="cpu", weights_only=True)
-    network.load_state_dict(state)
-    return network.eval()
 
 
 def _long_scan_items(n: int) -> list[dict[str, str]]:
@@ -71,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = ConfigParser()
     parser.read_config(workflow.config_files("inference"))
     parser.update(parse_overrides(args.overrides))
-    segmenter = _load(parser, "network", "ckpt_path")
-    _load(parser, "classifier_network", "classifier_ckpt_path")
+    segmenter = load_weights(parser.get_parsed_content("network"), parser.get_parsed_content("ckpt_path"))
+    load_weights(parser.get_parsed_content("classifier_network"), parser.get_parsed_content("classifier_ckpt_path"))
     preprocessing = parser.get_parsed_content("preprocessing")
     full_inferer = parser.get_parsed_content("inferer")
     cascade = parser.get_parsed_content("cascade_inferer")

@@ -22,10 +22,11 @@ from monai.transforms import Activationsd, AsDiscreted, Compose, EnsureChannelFi
 
 from pipelines.workflows import get_workflow
 
-__all__ = ["Segmenter"]
+__all__ = ["Segmenter", "load_weights"]
 
 
-def _load_weights(network: torch.nn.Module, path: str) -> torch.nn.Module:
+def load_weights(network: torch.nn.Module, path: str) -> torch.nn.Module:
+    """Load a bundle checkpoint (a plain state dict, read with ``weights_only=True``) into ``network``; eval mode."""
     if not os.path.isfile(path):
         raise ValueError(f"{path}: checkpoint not found (train the bundle first, or pass ckpt_dir=...)")
     network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
@@ -46,9 +47,9 @@ class Segmenter:
         parser.read_config(get_workflow(workflow).config_files("inference"))
         parser.update({"use_cascade": use_cascade, **overrides})
         self.device = parser.get_parsed_content("device")
-        self.network = _load_weights(parser.get_parsed_content("network"), parser.get_parsed_content("ckpt_path"))
+        self.network = load_weights(parser.get_parsed_content("network"), parser.get_parsed_content("ckpt_path"))
         if use_cascade:
-            _load_weights(
+            load_weights(
                 parser.get_parsed_content("classifier_network"), parser.get_parsed_content("classifier_ckpt_path")
             )
         self.inferer = parser.get_parsed_content("cascade_inferer")
