@@ -58,7 +58,8 @@ class Segmenter:
         load = parser.get_parsed_content("load_transforms")
         checks = [t for t in load if not isinstance(t, LoadImaged)]
         self.array_preprocessing = Compose(checks + parser.get_parsed_content("spatial_transforms"))
-        self.keep_largest = parser.get_parsed_content("keep_largest_component")
+        self.label_postprocessing = parser.get_parsed_content("label_postprocessing")
+        self.prediction_mapping = parser.get_parsed_content("prediction_mapping")
 
     @property
     def last_report(self) -> dict | None:
@@ -89,7 +90,8 @@ class Segmenter:
                 Activationsd("pred", softmax=True),
                 Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True),
                 AsDiscreted("pred", argmax=True),
-                self.keep_largest,
+                self.label_postprocessing,
+                self.prediction_mapping,
             ]
         )
         pred = post(data)["pred"]

@@ -24,6 +24,9 @@ __all__ = ["main", "parse_overrides", "run_stage", "run_demo"]
 
 logger = logging.getLogger("radcascade")
 
+# The demo's stages, in order; a workflow runs those it has.
+DEMO_STAGES = ("train", "train_classifier", "evaluate", "evaluate_classifier", "inference")
+
 
 def parse_overrides(pairs: list[str] | None) -> dict:
     """Turn ``["max_epochs=3", "roi_size=[64,64,32]"]`` into ``{"max_epochs": 3, "roi_size": [64, 64, 32]}``.
@@ -92,17 +95,23 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
     start = time.perf_counter()
     prepare_default_data(name)
     timings["prepare"] = time.perf_counter() - start
-    for stage in ("train", "train_classifier", "evaluate", "evaluate_classifier", "inference"):
+    for stage in DEMO_STAGES:
+        if stage not in workflow.stages:
+            continue
         t0 = time.perf_counter()
         run_stage(name, stage, common)
         timings[stage] = time.perf_counter() - t0
-    ckpt_dir = Path(common.get("ckpt_dir", workflow.bundle_dir / "models"))
+    from monai.bundle import ConfigParser
+
     from pipelines.tracking import default_tracking_uri
 
+    parser = ConfigParser()
+    parser.read_config(workflow.config_files(workflow.stages[0])[:1])
+    parser.update(common)
     results = {
         "predictions": str(out / "predictions"),
         "metrics": str(out / "eval"),
-        "checkpoint": str(ckpt_dir / "model.pt"),
+        "checkpoint": str(parser.get_parsed_content("ckpt_path")),
         "mlflow_uri": default_tracking_uri(out),
     }
     summary = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
@@ -146,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "list":
         for wf in WORKFLOWS.values():
-            print(f"{wf.name:8s} {wf.modality:4s} {', '.join(wf.stages):28s} {wf.description}")
+            print(f"{wf.name:12s} {wf.modality:4s} {', '.join(wf.stages):28s} {wf.description}")
         return 0
     if args.command == "prepare":
         print(prepare_default_data(args.workflow, num_cases=args.num_cases, seed=args.seed))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -10,7 +11,12 @@ from monai.handlers import IgniteMetricHandler
 from monai.metrics import HausdorffDistanceMetric
 from monai.utils import MetricReduction
 
-__all__ = ["SpacingAwareHausdorffDistanceMetric", "HausdorffDistance95mm", "class_output_transform"]
+__all__ = [
+    "SpacingAwareHausdorffDistanceMetric",
+    "HausdorffDistance95mm",
+    "class_output_transform",
+    "class_dice_handlers",
+]
 
 
 class SpacingAwareHausdorffDistanceMetric(HausdorffDistanceMetric):
@@ -68,3 +74,26 @@ def class_output_transform(class_index: int, keys: tuple[str, str] = ("pred", "l
         return [p[channel] for p in preds], [y[channel] for y in labels]
 
     return transform
+
+
+def class_dice_handlers(
+    prefix: str, class_names: Sequence[str], keys: tuple[str, str] = ("pred", "label")
+) -> dict[str, IgniteMetricHandler]:
+    """One ``MeanDice`` handler per foreground class, named ``<prefix><class>_dice`` (``val_tumour_dice``).
+
+    Bundles pass their ``class_names`` (background first) so that the per-class metrics follow the labels of the
+    bundle instead of being listed by hand. Spaces and dashes in class names become underscores.
+
+    Raises:
+        ValueError: with fewer than two class names (background and at least one class).
+    """
+    from monai.handlers import MeanDice
+
+    names = list(class_names)
+    if len(names) < 2:
+        raise ValueError(f"class_names must list the background and at least one class, got {names}")
+    handlers = {}
+    for index, name in enumerate(names[1:], start=1):
+        metric_name = f"{prefix}{str(name).strip().lower().replace(' ', '_').replace('-', '_')}_dice"
+        handlers[metric_name] = MeanDice(include_background=True, output_transform=class_output_transform(index, keys))
+    return handlers

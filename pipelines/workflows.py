@@ -1,8 +1,10 @@
 """The registry of workflows: the single source of truth that the command line, the tests and the docs read.
 
-Each workflow is a MONAI bundle under ``bundles/<name>/`` whose configs are layered: ``configs/common.yaml``
-(network, label classes, deterministic transforms) comes first, then the stage's own file (``train.yaml``,
-``evaluate.yaml``, ``inference.yaml``).
+Each workflow lives in a MONAI bundle under ``bundles/<bundle>/`` whose configs are layered: a common file
+(``configs/common.yaml``: network, label classes, deterministic transforms) comes first, then the stage's own
+file (``train.yaml``, ``evaluate.yaml``, ``inference.yaml``). A bundle may hold more than one workflow: the lung
+bundle has the 3D CT workflow (``common.yaml``, ``train.yaml``...) and the 2D chest X-ray one
+(``common_xray.yaml``, ``train_xray.yaml``...).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ class Workflow:
         default_cases: number of cases of the default data.
         demo_overrides: config ids that ``radcascade demo`` sets on every stage (a short training).
         stages: the stage names that have a config file in ``configs/``.
+        bundle: folder under ``bundles/`` (default: ``name``).
+        config_suffix: suffix of this workflow's config files in a shared bundle (``_xray``: ``train_xray.yaml``).
     """
 
     name: str
@@ -65,11 +69,13 @@ class Workflow:
     default_cases: int = 16
     demo_overrides: dict = field(default_factory=dict)
     stages: tuple[str, ...] = field(default=STAGES)
+    bundle: str = ""
+    config_suffix: str = ""
 
     @property
     def bundle_dir(self) -> Path:
         """Absolute path of the bundle folder."""
-        return REPO_ROOT / "bundles" / self.name
+        return REPO_ROOT / "bundles" / (self.bundle or self.name)
 
     def config_files(self, stage: str) -> list[str]:
         """Config files to pass to ``monai.bundle run`` for ``stage``, common config first.
@@ -80,7 +86,7 @@ class Workflow:
         if stage not in self.stages:
             raise ValueError(f"workflow {self.name!r} has no stage {stage!r}; choose one of {list(self.stages)}")
         configs = self.bundle_dir / "configs"
-        return [str(configs / "common.yaml"), str(configs / f"{stage}.yaml")]
+        return [str(configs / f"common{self.config_suffix}.yaml"), str(configs / f"{stage}{self.config_suffix}.yaml")]
 
 
 WORKFLOWS: dict[str, Workflow] = {

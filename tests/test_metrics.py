@@ -1,0 +1,44 @@
+"""Tests of pipelines.metrics: per-class Dice handlers and the spacing-aware HD95."""
+
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.handlers import MeanDice
+
+from pipelines.metrics import SpacingAwareHausdorffDistanceMetric, class_dice_handlers, class_output_transform
+
+
+def test_class_dice_handlers_names_one_handler_per_foreground_class():
+    handlers = class_dice_handlers("val_", ["background", "liver", "Tumour core", "non-enhancing"])
+    assert list(handlers) == ["val_liver_dice", "val_tumour_core_dice", "val_non_enhancing_dice"]
+    assert all(isinstance(h, MeanDice) for h in handlers.values())
+
+
+def test_class_dice_handlers_rejects_background_only():
+    with pytest.raises(ValueError, match="at least one class"):
+        class_dice_handlers("val_", ["background"])
+
+
+def test_class_output_transform_picks_one_channel():
+    pred = torch.zeros(3, 4, 4, 4)
+    pred[2] = 1
+    label = torch.zeros(3, 4, 4, 4)
+    output = [{"pred": pred, "label": label}]
+    preds, labels = class_output_transform(2)(output)
+    assert preds[0].shape == (1, 4, 4, 4) and preds[0].sum() == 64
+    assert labels[0].sum() == 0
+
+
+def test_hausdorff_distance_is_in_millimetres_of_the_label_spacing():
+    # a one-voxel shift along x at 3 mm spacing is 3 mm, not 1 voxel
+    pred = torch.zeros(1, 2, 8, 8, 8)
+    label = torch.zeros(1, 2, 8, 8, 8)
+    pred[0, 1, 2:5, 2:5, 2:5] = 1
+    label[0, 1, 3:6, 2:5, 2:5] = 1
+    pred[0, 0] = 1 - pred[0, 1]
+    label[0, 0] = 1 - label[0, 1]
+    affine = torch.diag(torch.tensor([3.0, 1.0, 1.0, 1.0]))
+    label = MetaTensor(label, affine=affine)
+    metric = SpacingAwareHausdorffDistanceMetric(include_background=False, percentile=100)
+    distance = metric(pred, label)
+    assert float(distance) == pytest.approx(3.0)
