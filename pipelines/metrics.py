@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -16,6 +16,8 @@ __all__ = [
     "HausdorffDistance95mm",
     "class_output_transform",
     "class_dice_handlers",
+    "region_output_transform",
+    "region_dice_handlers",
 ]
 
 
@@ -94,6 +96,50 @@ def class_dice_handlers(
         raise ValueError(f"class_names must list the background and at least one class, got {names}")
     handlers = {}
     for index, name in enumerate(names[1:], start=1):
-        metric_name = f"{prefix}{str(name).strip().lower().replace(' ', '_').replace('-', '_')}_dice"
+        metric_name = f"{prefix}{_metric_name(name)}_dice"
         handlers[metric_name] = MeanDice(include_background=True, output_transform=class_output_transform(index, keys))
+    return handlers
+
+
+def _metric_name(name: str) -> str:
+    return str(name).strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def region_output_transform(class_indices: Sequence[int], keys: tuple[str, str] = ("pred", "label")):
+    """Output transform giving ``(y_pred, y)`` lists of one binary channel: the union of ``class_indices``.
+
+    For nested regions scored as one, e.g. the BraTS whole tumour (necrosis + oedema + enhancing).
+    """
+    from monai.handlers import from_engine
+
+    pick = from_engine(list(keys))
+    indices = [int(i) for i in class_indices]
+
+    def transform(output):
+        preds, labels = pick(output)
+        return [p[indices].sum(0, keepdim=True).clamp_(max=1) for p in preds], [
+            y[indices].sum(0, keepdim=True).clamp_(max=1) for y in labels
+        ]
+
+    return transform
+
+
+def region_dice_handlers(
+    prefix: str, regions: Mapping[str, Sequence[int]], keys: tuple[str, str] = ("pred", "label")
+) -> dict[str, IgniteMetricHandler]:
+    """One ``MeanDice`` handler per region (a union of class indices), named ``<prefix><region>_dice``.
+
+    Raises:
+        ValueError: for a region without classes or with the background (index 0).
+    """
+    from monai.handlers import MeanDice
+
+    handlers = {}
+    for name, indices in regions.items():
+        indices = [int(i) for i in indices]
+        if not indices or 0 in indices:
+            raise ValueError(f"region {name!r} must list foreground class indices (> 0), got {indices}")
+        handlers[f"{prefix}{_metric_name(name)}_dice"] = MeanDice(
+            include_background=True, output_transform=region_output_transform(indices, keys)
+        )
     return handlers

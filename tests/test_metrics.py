@@ -5,7 +5,13 @@ import torch
 from monai.data import MetaTensor
 from monai.handlers import MeanDice
 
-from pipelines.metrics import SpacingAwareHausdorffDistanceMetric, class_dice_handlers, class_output_transform
+from pipelines.metrics import (
+    SpacingAwareHausdorffDistanceMetric,
+    class_dice_handlers,
+    class_output_transform,
+    region_dice_handlers,
+    region_output_transform,
+)
 
 
 def test_class_dice_handlers_names_one_handler_per_foreground_class():
@@ -42,3 +48,23 @@ def test_hausdorff_distance_is_in_millimetres_of_the_label_spacing():
     metric = SpacingAwareHausdorffDistanceMetric(include_background=False, percentile=100)
     distance = metric(pred, label)
     assert float(distance) == pytest.approx(3.0)
+
+
+def test_region_output_transform_merges_classes_into_one_binary_channel():
+    pred = torch.zeros(4, 2, 2, 2)
+    pred[1, 0] = 1  # necrosis
+    pred[3, 1] = 1  # enhancing
+    pred[0] = 1 - pred[1:].sum(0)
+    output = [{"pred": pred, "label": pred.clone()}]
+    preds, labels = region_output_transform([1, 2, 3])(output)
+    assert preds[0].shape == (1, 2, 2, 2)
+    assert preds[0].sum() == 8 and preds[0].max() == 1
+    core, _ = region_output_transform([1, 3])(output)
+    assert core[0].sum() == 8
+
+
+def test_region_dice_handlers_names_and_rejects_background():
+    handlers = region_dice_handlers("test_", {"whole tumour": [1, 2, 3], "enhancing": [3]})
+    assert list(handlers) == ["test_whole_tumour_dice", "test_enhancing_dice"]
+    with pytest.raises(ValueError, match="foreground"):
+        region_dice_handlers("test_", {"all": [0, 1]})
