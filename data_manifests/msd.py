@@ -18,51 +18,23 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
-from pipelines.atomic import write_json_atomic
+from data_manifests.splits import (
+    SECTIONS,
+    _check_fractions,
+    add_common_arguments,
+    common_kwargs,
+    configure_logging,
+    finish_datalist,
+    log_counts,
+    section_counts,
+    split_by_patient,
+    split_counts,
+)
 from pipelines.checks import DataError, validate_datalist
 
 __all__ = ["build_msd_datalist", "split_counts", "main"]
 
 logger = logging.getLogger(__name__)
-
-SECTIONS = ("training", "validation", "test")
-
-
-def _check_fractions(val_fraction: float, test_fraction: float) -> None:
-    for name, f in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= f < 1.0:  # also rejects NaN
-            raise ValueError(f"{name} must be in [0, 1), got {f}")
-    if val_fraction + test_fraction >= 1.0:
-        raise ValueError(f"val_fraction + test_fraction must be < 1, got {val_fraction} + {test_fraction}")
-
-
-def split_counts(n: int, val_fraction: float, test_fraction: float) -> tuple[int, int, int]:
-    """Sizes of the (training, validation, test) splits of ``n`` cases.
-
-    Each size is the rounded fraction, but a split with a non-zero fraction gets at least one case, and
-    training always keeps at least one.
-
-    Raises:
-        ValueError: for fractions outside [0, 1) or summing to 1 or more, or too few cases for the splits.
-    """
-    _check_fractions(val_fraction, test_fraction)
-    needed = 1 + (val_fraction > 0) + (test_fraction > 0)
-    if n < needed:
-        raise ValueError(
-            f"{n} case(s) cannot be split into training"
-            f"{', validation' if val_fraction > 0 else ''}{', test' if test_fraction > 0 else ''}: "
-            f"need at least {needed}"
-        )
-    n_val = max(1, int(n * val_fraction + 0.5)) if val_fraction > 0 else 0
-    n_test = max(1, int(n * test_fraction + 0.5)) if test_fraction > 0 else 0
-    while n - n_val - n_test < 1:  # give cases back to training, from the larger held-out split
-        if n_val >= n_test and n_val > 1:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return n - n_val - n_test, n_val, n_test
 
 
 def _read_dataset_json(task_dir: Path) -> dict:
@@ -114,14 +86,6 @@ def _cases(task_dir: Path, dataset: dict) -> list[dict[str, str]]:
     return sorted(cases, key=lambda c: c["image"])
 
 
-def _relative(path: str, folder: Path) -> str:
-    """``path`` relative to ``folder`` with forward slashes (absolute if no relative path exists)."""
-    try:
-        return Path(os.path.relpath(path, folder)).as_posix()
-    except ValueError:  # different drives on Windows
-        return Path(path).as_posix()
-
-
 def build_msd_datalist(
     task_dir: str | os.PathLike,
     *,
@@ -131,11 +95,13 @@ def build_msd_datalist(
     seed: int = 0,
     validate: bool = True,
     relative_to: str | os.PathLike | None = None,
+    slice_counts: bool = True,
 ) -> dict:
     """Split the labelled cases of an MSD task into training / validation / test and return the datalist.
 
     Cases come from the ``training`` list of ``dataset.json`` (``./imagesTr/x.nii.gz`` paths are fine; macOS
-    ``._*`` entries are skipped). They are sorted, shuffled with ``numpy.random.default_rng(seed)`` and split;
+    ``._*`` entries are skipped). Each case is its own patient (MSD has no patient ids): cases are sorted,
+    shuffled with ``numpy.random.default_rng(seed)`` and split by :func:`data_manifests.splits.split_by_patient`;
     test entries keep their labels, so evaluation can score them. See :func:`split_counts` for the sizes.
 
     Paths in the result are absolute, unless written to ``output_path``: then they are relative to
@@ -151,10 +117,12 @@ def build_msd_datalist(
         seed: seed of the shuffle.
         validate: check every image / label pair with :mod:`pipelines.checks` first (slower, reads every file).
         relative_to: folder the written paths are relative to (only with ``output_path``).
+        slice_counts: read every label to count positive / negative slices per section.
 
     Returns:
-        The datalist: ``name``, ``description``, ``seed``, ``source``, ``labels``, ``modality``, ``training``,
-        ``validation`` and ``test`` (lists of ``{"image": ..., "label": ...}``).
+        The datalist: ``name``, ``description``, ``seed``, ``source``, ``labels``, ``modality``, ``counts``
+        (per section: ``cases``, ``patients`` and, with ``slice_counts``, ``positive_slices`` and
+        ``negative_slices``), ``training``, ``validation`` and ``test`` (lists of ``{"image": ..., "label": ...}``).
 
     Raises:
         DataError: missing task folder, ``dataset.json`` or listed file, or (with ``validate``) bad images,
@@ -169,29 +137,13 @@ def build_msd_datalist(
         n_train, n_val, n_test = split_counts(len(cases), val_fraction, test_fraction)
     except ValueError as exc:
         raise DataError(f"{task_dir / 'dataset.json'}: {exc}") from None
-    order = np.random.default_rng(seed).permutation(len(cases))
-    shuffled = [cases[i] for i in order]
-    splits = {
-        "validation": shuffled[:n_val],
-        "test": shuffled[n_val : n_val + n_test],
-        "training": shuffled[n_val + n_test :],
-    }
-    splits = {k: sorted(v, key=lambda c: c["image"]) for k, v in splits.items()}
+    splits = split_by_patient(cases, _patient, val_fraction, test_fraction, seed)
     if validate:
-        validate_datalist({k: splits[k] for k in SECTIONS}, keys=SECTIONS)
-
-    if output_path is not None:
-        output_path = Path(output_path)
-        base = Path(os.path.abspath(relative_to if relative_to is not None else output_path.parent))
-        splits = {
-            k: [{key: _relative(os.path.abspath(p), base) for key, p in c.items()} for c in v]
-            for k, v in splits.items()
-        }
-    else:
-        splits = {k: [{key: os.path.abspath(p) for key, p in c.items()} for c in v] for k, v in splits.items()}
+        validate_datalist(splits, keys=SECTIONS)
+    counts = section_counts(splits, _patient, slices=slice_counts)
 
     name = str(dataset.get("name") or task_dir.name)
-    datalist = {
+    header = {
         "name": name,
         "description": f"{name}: {len(cases)} labelled cases of {task_dir.name} split "
         f"{n_train}/{n_val}/{n_test} (training/validation/test) with seed {seed}",
@@ -199,39 +151,27 @@ def build_msd_datalist(
         "source": str(task_dir),
         "labels": dataset.get("labels", {}),
         "modality": dataset.get("modality", {}),
-        **{k: splits[k] for k in SECTIONS},
+        "counts": counts,
     }
     logger.info("%s: training %d, validation %d, test %d", task_dir, n_train, n_val, n_test)
-    if output_path is not None:
-        write_json_atomic(datalist, output_path)
-        logger.info("datalist written to %s", output_path)
-    return datalist
+    log_counts(task_dir, counts)
+    return finish_datalist(header, splits, output_path=output_path, relative_to=relative_to)
+
+
+def _patient(case: dict[str, str]) -> str:
+    """MSD cases are patients one-to-one: the image path stands for the patient."""
+    return case["image"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m data_manifests.msd --task-dir DIR --output FILE.json``."""
     parser = argparse.ArgumentParser(prog="python -m data_manifests.msd", description=__doc__.splitlines()[0])
     parser.add_argument("--task-dir", required=True, help="MSD task folder (imagesTr/, labelsTr/, dataset.json)")
-    parser.add_argument("--output", required=True, help="datalist JSON file to write")
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--test-fraction", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-validate", action="store_true", help="skip reading and checking every file")
-    parser.add_argument(
-        "--relative-to", default=None, help="folder the written paths are relative to (default: the output's)"
-    )
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
-        datalist = build_msd_datalist(
-            args.task_dir,
-            output_path=args.output,
-            val_fraction=args.val_fraction,
-            test_fraction=args.test_fraction,
-            seed=args.seed,
-            validate=not args.no_validate,
-            relative_to=args.relative_to,
-        )
+        datalist = build_msd_datalist(args.task_dir, **common_kwargs(args))
     except DataError as exc:
         logger.error("%s", exc)
         return 1
