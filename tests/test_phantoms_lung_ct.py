@@ -1,0 +1,158 @@
+"""Tests of the seeded chest CT phantoms and of the COVID-19-20 style folder written from them."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from data_manifests.covid19_20 import find_covid19_20_cases
+from pipelines.phantoms_lung_ct import build_lung_ct, case_name, main, make_lung_ct_phantom, write_lung_ct_phantom_task
+
+SMALL = (64, 64, 24)
+SMALL_SPACING = (5.4, 5.4, 8.0)  # the field of view of the default (192, 192, 64) at (1.8, 1.8, 3.0) mm
+TINY = (40, 40, 12)
+TINY_SPACING = (8.6, 8.6, 16.0)
+SEEDS = (0, 1, 2, 3, 4, 7)  # 0 and 4 are healthy, 7 has solid nodules only, the others ground glass
+
+
+@pytest.fixture(scope="module")
+def cases():
+    """Small cases of ``SEEDS`` (with lung masks and lesion records), shared by the read-only tests."""
+    return {seed: build_lung_ct(seed, SMALL, SMALL_SPACING) for seed in SEEDS}
+
+
+def test_outputs_types_shapes_and_affine(cases):
+    image, label, affine = make_lung_ct_phantom(1, SMALL, SMALL_SPACING)
+    case = cases[1]
+    np.testing.assert_array_equal(image, case.image)
+    np.testing.assert_array_equal(label, case.label)
+    assert image.shape == label.shape == case.lungs.shape == SMALL
+    assert image.dtype == np.int16 and label.dtype == np.uint8 and case.lungs.dtype == bool
+    assert set(np.unique(label)) == {0, 1}
+    np.testing.assert_allclose(np.diag(affine), (*SMALL_SPACING, 1.0))  # RAS+, diag(spacing)
+    centre = affine @ np.array([(SMALL[0] - 1) / 2, (SMALL[1] - 1) / 2, (SMALL[2] - 1) / 2, 1.0])
+    np.testing.assert_allclose(centre[:3], 0.0, atol=1e-6)
+
+
+def test_same_seed_same_case_and_different_seeds_differ():
+    a = make_lung_ct_phantom(3, TINY, TINY_SPACING)
+    b = make_lung_ct_phantom(3, TINY, TINY_SPACING)
+    c = make_lung_ct_phantom(5, TINY, TINY_SPACING)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(a[0], c[0])
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_hounsfield_ranges_are_plausible(cases):
+    for case in cases.values():
+        image, label, lungs = case.image, case.label, case.lungs
+        corner = image[:4, :4, :].astype(float)
+        assert abs(corner.mean() + 1000) < 5 and 5 < corner.std() < 30  # air with noise
+        assert image.min() >= -1024 and image.max() > 400  # bone present
+        parenchyma = ndimage.binary_erosion(lungs) & ~ndimage.binary_dilation(label > 0, iterations=2)
+        assert -900 <= np.median(image[parenchyma]) <= -780
+        assert 0.1 < lungs.mean() < 0.5  # the lungs fill much of the chest
+        assert ((image > -150) & (image < -60)).mean() > 0.01  # fat
+        assert ((image > 20) & (image < 80)).mean() > 0.03  # muscle, heart, vessels
+
+
+def test_lesion_intensities(cases):
+    for case in cases.values():
+        kinds = {lesion["kind"] for lesion in case.lesions}
+        lesion = case.image[case.label > 0].astype(float)
+        if kinds == {"ggo"}:
+            assert -750 <= np.median(lesion) <= -200  # ground glass, sometimes with a consolidated core
+        if kinds == {"nodule"}:
+            assert lesion.max() > -100  # a solid nodule, diluted by partial volume at 5.4 mm
+            assert all(case.image[lesion_["center"]] > -250 for lesion_ in case.lesions)
+
+
+def test_lesions_are_inside_the_lungs_and_records_match(cases):
+    for case in cases.values():
+        assert not (case.label.astype(bool) & ~case.lungs).any()
+        assert sum(lesion["voxels"] for lesion in case.lesions) >= (case.label > 0).sum()
+        for lesion in case.lesions:
+            assert case.lungs[lesion["center"]]
+
+
+def test_some_cases_are_healthy_and_lesion_cases_have_negative_lung_slices(cases):
+    kinds = {seed: sorted({lesion["kind"] for lesion in case.lesions}) for seed, case in cases.items()}
+    assert kinds == {0: [], 1: ["ggo"], 2: ["ggo"], 3: ["ggo"], 4: [], 7: ["nodule"]}
+    for seed, case in cases.items():
+        with_lesion = case.label.any(axis=(0, 1))
+        with_lung = case.lungs.any(axis=(0, 1))
+        if not kinds[seed]:
+            assert not with_lesion.any()
+            continue
+        assert 0 < with_lesion.sum() < 0.6 * with_lung.sum()
+        assert (with_lung & ~with_lesion).sum() >= 0.4 * with_lung.sum()  # negative slices that show lungs
+
+
+def test_ground_glass_is_large_enough_to_learn(cases):
+    for seed in (1, 2, 3):
+        components, n = ndimage.label(cases[seed].label)
+        sizes = np.bincount(components.ravel())[1:]
+        voxel_ml = np.prod(SMALL_SPACING) / 1000.0
+        assert sizes.max() * voxel_ml > 3.0  # at least one opacity of a few cm
+
+
+def test_bad_arguments_are_value_errors(tmp_path):
+    with pytest.raises(ValueError, match="shape"):
+        make_lung_ct_phantom(0, shape=(48, 48))
+    with pytest.raises(ValueError, match="positive spacing"):
+        make_lung_ct_phantom(0, shape=TINY, spacing=(1.0, -1.0, 2.0))
+    with pytest.raises(ValueError, match="num_cases must be at least 1"):
+        write_lung_ct_phantom_task(tmp_path / "t", num_cases=0)
+    with pytest.raises(ValueError, match="at least 8 voxels"):
+        write_lung_ct_phantom_task(tmp_path / "t", num_cases=1, shape=(4, 40, 12))
+    assert not (tmp_path / "t").exists()
+
+
+def test_written_task_layout_and_idempotency(tmp_path):
+    out = write_lung_ct_phantom_task(tmp_path / "covid", num_cases=2, seed=5, shape=TINY, spacing=TINY_SPACING)
+    record = json.loads((out / "phantom.json").read_text())
+    assert record["params"] == {"seed": 5, "shape": list(TINY), "spacing": list(TINY_SPACING)}
+    assert record["labels"] == {"0": "background", "1": "lesion"} and record["numTraining"] == 2
+    assert "synthetic" in record["description"].lower()
+    assert case_name(0) == "volume-covid19-phantom-0000"
+    for i, item in enumerate(record["cases"]):
+        assert item["image"] == f"Train/volume-covid19-phantom-{i:04d}_ct.nii.gz"
+        assert item["label"] == f"Train/volume-covid19-phantom-{i:04d}_seg.nii.gz"
+        img, lab = nib.load(out / item["image"]), nib.load(out / item["label"])
+        assert img.shape == lab.shape == TINY
+        assert img.get_data_dtype() == np.int16 and lab.get_data_dtype() == np.uint8
+        np.testing.assert_allclose(img.affine, lab.affine)
+        np.testing.assert_allclose(img.header.get_zooms(), TINY_SPACING)
+        assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+        assert item["lesion_voxels"] == int(np.asarray(lab.dataobj).sum())
+    assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
+    found = find_covid19_20_cases(out)  # the challenge's datalist builder reads the folder
+    assert [c["patient"] for c in found] == [case_name(0), case_name(1)]
+
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    write_lung_ct_phantom_task(out, num_cases=2, seed=5, shape=TINY, spacing=TINY_SPACING)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing rewritten
+
+
+def test_interrupted_write_is_completed(tmp_path):
+    out = write_lung_ct_phantom_task(tmp_path / "covid", num_cases=2, seed=1, shape=TINY, spacing=TINY_SPACING)
+    first = nib.load(out / "Train" / f"{case_name(1)}_seg.nii.gz").get_fdata()
+    (out / "phantom.json").unlink()  # as if killed before the record was written
+    (out / "Train" / f"{case_name(1)}_seg.nii.gz").unlink()
+    write_lung_ct_phantom_task(out, num_cases=2, seed=1, shape=TINY, spacing=TINY_SPACING)
+    assert (out / "phantom.json").is_file()
+    np.testing.assert_array_equal(nib.load(out / "Train" / f"{case_name(1)}_seg.nii.gz").get_fdata(), first)
+    # other parameters do not match the record: the folder is rewritten for them
+    write_lung_ct_phantom_task(out, num_cases=1, seed=1, shape=TINY, spacing=TINY_SPACING)
+    assert json.loads((out / "phantom.json").read_text())["numTraining"] == 1
+
+
+def test_cli_writes_a_task(tmp_path):
+    argv = ["--out", str(tmp_path / "t"), "--num-cases", "1", "--seed", "2", "--shape", "40", "40", "12"]
+    assert main([*argv, "--spacing", *map(str, TINY_SPACING)]) == 0
+    record = json.loads((tmp_path / "t" / "phantom.json").read_text())
+    assert record["numTraining"] == 1 and record["params"]["seed"] == 2
+    assert nib.load(tmp_path / "t" / "Train" / f"{case_name(0)}_ct.nii.gz").shape == TINY
