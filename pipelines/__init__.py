@@ -17,11 +17,18 @@ _SUBMODULES = (
     "cli",
     "inputs",
     "metrics",
+    "multiclass_metrics",
     "phantoms",
+    "phantoms_brain",
+    "phantoms_chest_xray",
+    "phantoms_lung_ct",
+    "segmenters",
     "slabs",
     "tracking",
     "training",
+    "tversky",
     "workflows",
+    "xray",
 )
 
 

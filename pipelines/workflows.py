@@ -100,6 +100,26 @@ WORKFLOWS: dict[str, Workflow] = {
         data_generator="pipelines.phantoms.write_liver_phantom_task",
         demo_overrides={"max_epochs": 25},
     ),
+    "lung": Workflow(
+        name="lung",
+        description="Lung lesion (COVID-19 infection, nodule) segmentation in chest CT (3D U-Net).",
+        modality="CT",
+        classes=("background", "lesion"),
+        default_data="data/COVID-19-20_phantom",
+        default_datalist="data_manifests/lung_phantom.json",
+        data_generator="pipelines.phantoms_lung_ct.write_lung_ct_phantom_task",
+        demo_overrides={"max_epochs": 25},
+    ),
+    "brain": Workflow(
+        name="brain",
+        description="Glioma sub-region segmentation in multi-sequence brain MRI (FLAIR, T1, T1ce, T2; 3D U-Net).",
+        modality="MR",
+        classes=("background", "necrotic core", "oedema", "enhancing tumour"),
+        default_data="data/BraTS_phantom",
+        default_datalist="data_manifests/brain_phantom.json",
+        data_generator="pipelines.phantoms_brain.write_brain_phantom_task",
+        demo_overrides={"max_epochs": 25},
+    ),
 }
 
 

@@ -59,9 +59,23 @@ def liver_configs() -> dict[str, list[str]]:
     return {stage: workflow.config_files(stage) for stage in workflow.stages}
 
 
-def run_liver_stage(stage: str, overrides: dict, check: bool = False) -> ConfigWorkflow:
-    """Run one stage of the liver bundle through MONAI's ``ConfigWorkflow`` (initialize, run, finalize)."""
-    workflow = liver_workflow(stage, overrides)
+def bundle_workflow(name: str, stage: str, overrides: dict, **kwargs) -> ConfigWorkflow:
+    """A ``ConfigWorkflow`` of one stage of workflow ``name``'s bundle, not yet initialised."""
+    workflow = get_workflow(name)
+    configs = workflow.bundle_dir / "configs"
+    return ConfigWorkflow(
+        config_file=workflow.config_files(stage),
+        meta_file=str(configs / "metadata.json"),
+        logging_file=False,
+        workflow_type=STAGE_TYPES[stage],
+        **kwargs,
+        **overrides,
+    )
+
+
+def run_bundle_stage(name: str, stage: str, overrides: dict, check: bool = False) -> ConfigWorkflow:
+    """Run one stage of workflow ``name`` through MONAI's ``ConfigWorkflow`` (initialize, run, finalize)."""
+    workflow = bundle_workflow(name, stage, overrides)
     workflow.initialize()
     if check:
         assert workflow.check_properties() in (None, [])
@@ -70,17 +84,14 @@ def run_liver_stage(stage: str, overrides: dict, check: bool = False) -> ConfigW
     return workflow
 
 
+def run_liver_stage(stage: str, overrides: dict, check: bool = False) -> ConfigWorkflow:
+    """Run one stage of the liver bundle (see :func:`run_bundle_stage`)."""
+    return run_bundle_stage("liver", stage, overrides, check)
+
+
 def liver_workflow(stage: str, overrides: dict, **kwargs) -> ConfigWorkflow:
     """A ``ConfigWorkflow`` of one stage of the liver bundle, not yet initialised."""
-    configs = get_workflow("liver").bundle_dir / "configs"
-    return ConfigWorkflow(
-        config_file=get_workflow("liver").config_files(stage),
-        meta_file=str(configs / "metadata.json"),
-        logging_file=False,
-        workflow_type=STAGE_TYPES[stage],
-        **kwargs,
-        **overrides,
-    )
+    return bundle_workflow("liver", stage, overrides, **kwargs)
 
 
 @pytest.fixture(scope="session")

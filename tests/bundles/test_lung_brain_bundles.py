@@ -1,0 +1,158 @@
+"""Smoke tests of the lung CT and brain MRI bundles: every stage, cascade included, on tiny default-data phantoms.
+
+The data are the bundles' own default generators at a coarse grid, laid out in the public datasets' native
+layouts (COVID-19-20, BraTS) and listed by the project's datalist builders, as a user's data would be.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import mlflow
+import nibabel as nib
+import numpy as np
+import pytest
+from monai.bundle import verify_net_in_out
+
+from data_manifests.brats import build_brats_datalist
+from data_manifests.covid19_20 import build_covid19_20_datalist
+from pipelines.phantoms_brain import write_brain_phantom_task
+from pipelines.phantoms_lung_ct import write_lung_ct_phantom_task
+from pipelines.workflows import get_workflow
+
+from .conftest import run_bundle_stage
+
+
+def _lung_data(root: Path) -> tuple[Path, dict]:
+    write_lung_ct_phantom_task(root, num_cases=5, seed=3, shape=(64, 64, 24), spacing=(5.4, 5.4, 8.0))
+    return root, {"pixdim": [5.4, 5.4, 8.0], "lesion_min_volume_mm3": 0}
+
+
+def _brain_data(root: Path) -> tuple[Path, dict]:
+    write_brain_phantom_task(root, num_cases=5, seed=1, spacing=4.0)
+    return root, {"pixdim": [4.0, 4.0, 4.0], "tumour_min_volume_mm3": 0}
+
+
+DATA = {
+    "lung": (_lung_data, build_covid19_20_datalist),
+    "brain": (_brain_data, build_brats_datalist),
+}
+# label values a prediction may hold (as written to disk)
+LABEL_VALUES = {"lung": {0, 1}, "brain": {0, 1, 2, 4}}
+SHRINK = {
+    "roi_size": [32, 32, 16],
+    "channels": [4, 8, 16],
+    "strides": [2, 2],
+    "num_res_units": 1,
+    "max_epochs": 1,
+    "val_interval": 1,
+    "batch_size": 1,
+    "num_samples": 1,
+    "cache_rate": 0.0,
+    "num_workers": 0,
+    "sw_batch_size": 2,
+    "classifier_image_size": [32, 32],
+    "slices_per_volume": 4,
+}
+
+
+@pytest.fixture(scope="module", params=["lung", "brain"])
+def trained(request, tmp_path_factory):
+    """Workflow name and overrides of a tiny segmenter and slice classifier trained once on tiny phantoms."""
+    name = request.param
+    write_data, build_datalist = DATA[name]
+    root, grid = write_data(tmp_path_factory.mktemp(f"{name}_data"))
+    datalist = root / "datalist.json"
+    build_datalist(root, output_path=datalist, val_fraction=0.2, test_fraction=0.2, seed=0, relative_to=root)
+    out = tmp_path_factory.mktemp(f"{name}_run")
+    overrides = {
+        **SHRINK,
+        **grid,
+        "dataset_dir": str(root),
+        "data_list_file_path": str(datalist),
+        "output_dir": str(out),
+        "ckpt_dir": str(out / "models"),
+        "experiment_name": f"test_{name}",  # the classifier stages log to it too (an override beats their own)
+    }
+    run_bundle_stage(name, "train", overrides, check=True)
+    run_bundle_stage(name, "train_classifier", overrides, check=True)
+    return name, overrides
+
+
+def _finished_runs(out: Path, experiment: str, stage: str) -> list:
+    """Finished runs of ``stage`` (their names are ``<stage>_<time>``)."""
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    return [r for r in runs if r.info.status == "FINISHED" and r.info.run_name.rsplit("_", 2)[0] == stage]
+
+
+def test_training_writes_both_checkpoints_and_mlflow_runs_with_per_class_dice(trained):
+    name, overrides = trained
+    out = Path(overrides["output_dir"])
+    assert (out / "models" / "model.pt").is_file() and (out / "models" / "classifier.pt").is_file()
+    (run,) = _finished_runs(out, f"test_{name}", "train")
+    classes = get_workflow(name).classes[1:]
+    for cls in classes:
+        assert f"val_{cls.replace(' ', '_')}_dice" in run.data.metrics
+    (classifier_run,) = _finished_runs(out, f"test_{name}", "train_classifier")
+    assert "val_f1" in classifier_run.data.metrics
+
+
+def test_evaluate_scores_every_class_on_the_original_geometry(trained):
+    name, overrides = trained
+    run_bundle_stage(name, "evaluate", overrides)
+    eval_dir = Path(overrides["output_dir"]) / "eval"
+    with open(eval_dir / "test_mean_dice_raw.csv") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][0] == "filename" and len(rows) == 2  # header + one test case
+    summary = (eval_dir / "metrics.csv").read_text()
+    for cls in get_workflow(name).classes[1:]:
+        assert f"test_{cls.replace(' ', '_')}_dice" in summary
+    if name == "brain":
+        for region in ("whole_tumour", "tumour_core", "enhancing_tumour"):
+            assert f"test_{region}_dice" in summary
+        assert "test_tversky" in summary
+
+
+def test_evaluate_classifier_writes_slice_results(trained):
+    name, overrides = trained
+    run_bundle_stage(name, "evaluate_classifier", overrides)
+    eval_dir = Path(overrides["output_dir"]) / "eval_classifier"
+    metrics = json.loads((eval_dir / "classification_metrics.json").read_text())
+    with open(eval_dir / "slice_results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert metrics["tp"] + metrics["fp"] + metrics["tn"] + metrics["fn"] == len(rows) > 0
+
+
+def test_cascade_inference_keeps_geometry_and_label_values(trained, tmp_path):
+    name, overrides = trained
+    out = tmp_path / "infer"
+    run_bundle_stage(name, "inference", {**overrides, "output_dir": str(out)})
+    datalist = json.loads(Path(overrides["data_list_file_path"]).read_text())
+    (case,) = datalist["test"]
+    image = case["image"][0] if isinstance(case["image"], list) else case["image"]
+    source = nib.load(Path(overrides["dataset_dir"]) / image)
+    (pred_path,) = sorted((out / "predictions").glob("*_seg.nii.gz"))
+    pred = nib.load(pred_path)
+    assert pred.shape == source.shape
+    np.testing.assert_allclose(pred.affine, source.affine, atol=1e-4)
+    assert set(np.unique(np.asanyarray(pred.dataobj)).tolist()) <= LABEL_VALUES[name]
+    (report,) = sorted((out / "reports").glob("*_cascade.json"))
+    report = json.loads(report.read_text())
+    assert len(report["slice_probabilities"]) == report["num_slices"]
+
+
+@pytest.mark.parametrize("name", ["lung", "brain"])
+def test_verify_net_in_out(name):
+    workflow = get_workflow(name)
+    files = workflow.config_files("train")[:1]
+    verify_net_in_out(
+        net_id="network_def",
+        meta_file=str(workflow.bundle_dir / "configs" / "metadata.json"),
+        config_file=files,
+        device="cpu",
+        **{"_meta_#network_data_format#inputs#image#spatial_shape": [32, 32, 16]},
+        channels=[4, 8, 16],
+        strides=[2, 2],
+        num_res_units=1,
+    )
