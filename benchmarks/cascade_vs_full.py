@@ -1,6 +1,7 @@
 """Benchmark: the cascade (slice classifier + slab segmentation) vs plain full-volume sliding-window segmentation.
 
-Both use the same trained segmenter, preprocessing and postprocessing (argmax, largest component) on the same
+Both use the same trained segmenter, preprocessing and postprocessing (argmax, the bundle's
+``label_postprocessing``) on the same
 held-out volumes, in one process, one after the other per case. Prints per case and overall: wall time of each,
 their ratio, Dice per class of each against the label (on the preprocessed grid), the slices the cascade
 segmented, and the classifier's throughput in slices per second.
@@ -8,8 +9,9 @@ segmented, and the classifier's throughput in slices per second.
     python benchmarks/cascade_vs_full.py liver                       # test split of the default datalist
     python benchmarks/cascade_vs_full.py liver --section validation --set sw_batch_size=8
     python benchmarks/cascade_vs_full.py liver --long-scans 3        # unseen phantoms of a chest-abdomen-pelvis length
+    python benchmarks/cascade_vs_full.py lung                        # any workflow of pipelines.workflows
 
-Needs trained checkpoints (``models/model.pt`` and ``models/classifier.pt``: run ``radcascade demo liver``).
+Needs trained checkpoints (``models/model.pt`` and ``models/classifier.pt``: run ``radcascade demo <workflow>``).
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ sys.path.insert(0, str(REPO_ROOT))
 from monai.bundle import ConfigParser  # noqa: E402
 from monai.data import load_decathlon_datalist  # noqa: E402
 from monai.metrics import DiceMetric  # noqa: E402
-from monai.transforms import AsDiscrete, KeepLargestConnectedComponent  # noqa: E402
+from monai.transforms import AsDiscrete  # noqa: E402
 
 from pipelines.api import load_weights  # noqa: E402
 from pipelines.cli import parse_overrides  # noqa: E402
+from pipelines.inputs import case_name  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
 
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     full_inferer = parser.get_parsed_content("inferer")
     cascade = parser.get_parsed_content("cascade_inferer")
     num_classes = parser.get_parsed_content("num_classes")
+    in_channels = parser.get_parsed_content("in_channels")
+    postprocess = parser.get_parsed_content("label_postprocessing")
     if args.long_scans:
         items = _long_scan_items(args.long_scans)
         args.section = f"{args.long_scans} long-scan phantoms"
@@ -83,19 +88,19 @@ def main(argv: list[str] | None = None) -> int:
         )
     onehot = AsDiscrete(to_onehot=num_classes)
     dice_metric = DiceMetric(include_background=False, reduction="none", ignore_empty=True)
-    largest = KeepLargestConnectedComponent(applied_labels=list(range(1, num_classes)), independent=False)
     rows = []
     with torch.inference_mode():
-        full_inferer(torch.zeros(1, 1, *parser.get_parsed_content("roi_size")), segmenter)  # warm-up
+        full_inferer(torch.zeros(1, in_channels, *parser.get_parsed_content("roi_size")), segmenter)  # warm-up
         for item in items:
             data = preprocessing(item)
             image, label = data["image"][None], onehot(data["label"])
-            row = {"case": Path(item["image"]).name, "slices": image.shape[-1]}
+            source = item["image"][0] if isinstance(item["image"], list) else item["image"]
+            row = {"case": case_name(source), "slices": image.shape[-1]}
             for name, inferer in (("full", full_inferer), ("cascade", cascade)):
                 start = time.perf_counter()
                 logits = inferer(image, segmenter)
                 row[f"{name}_s"] = time.perf_counter() - start
-                pred = onehot(largest(logits[0].argmax(0, keepdim=True)))
+                pred = onehot(postprocess({"pred": logits[0].argmax(0, keepdim=True)})["pred"])
                 dice = dice_metric(pred[None], label[None])
                 row[f"{name}_dice"] = [float(d) for d in dice[0]]
             report = cascade.reports[-1]

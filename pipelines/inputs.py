@@ -1,9 +1,14 @@
-"""Find the images an inference run should read: a file, a folder of files, DICOM series folders or a datalist."""
+"""Find the images an inference run should read: a file, a folder of files, DICOM series folders or a datalist.
+
+Multi-sequence MRI (one file per sequence, as BraTS distributes it) is read as one multi-channel image per
+patient folder when the bundle names its sequences' file suffixes.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from monai.data import load_decathlon_datalist
@@ -44,21 +49,66 @@ def is_dicom_series_dir(path: str | os.PathLike) -> bool:
     return False
 
 
+def _sequence_files(folder: Path, sequences: Sequence[str]) -> list[str] | None:
+    """The files of ``folder`` named ``<case>_<sequence>`` / ``<case>-<sequence>`` (any image suffix), one per
+    sequence in order; None when the folder holds none of them.
+
+    Raises:
+        ValueError: when some sequences are there but not all, or one is there twice, naming the folder.
+    """
+    files = [child for child in sorted(folder.iterdir()) if _is_image_file(child)]
+    found: dict[str, list[Path]] = {seq: [] for seq in sequences}
+    for child in files:
+        name = case_name(child).lower()
+        for seq in sequences:
+            if name.endswith((f"_{seq.lower()}", f"-{seq.lower()}")):
+                found[seq].append(child)
+    if not any(found.values()):
+        return None
+    missing = [seq for seq, hits in found.items() if not hits]
+    if missing:
+        raise ValueError(f"{folder}: no file for sequence(s) {missing} (expected <case>_<sequence>.nii.gz files)")
+    twice = {seq: [p.name for p in hits] for seq, hits in found.items() if len(hits) > 1}
+    if twice:
+        raise ValueError(f"{folder}: more than one file per sequence: {twice}")
+    return [str(found[seq][0]) for seq in sequences]
+
+
 def list_inference_inputs(
-    path: str | os.PathLike, section: str = "test", base_dir: str | os.PathLike | None = None
-) -> list[dict[str, str]]:
+    path: str | os.PathLike,
+    section: str = "test",
+    base_dir: str | os.PathLike | None = None,
+    sequences: Sequence[str] | None = None,
+) -> list[dict[str, str | list[str]]]:
     """List ``{"image": ...}`` items for inference from ``path``.
 
     ``path`` may be an image file (NIfTI, NRRD, MetaImage), a DICOM series folder, a folder of image files and/or
     DICOM series folders, or a datalist JSON (its ``section`` list, relative paths resolved against ``base_dir``,
     or the JSON's folder when ``base_dir`` is None, as ``load_decathlon_datalist`` does).
 
+    With ``sequences`` (file-name suffixes such as ``["flair", "t1", "t1ce", "t2"]``), a folder holding
+    ``<case>_flair.nii.gz``, ``<case>_t1.nii.gz``... is one patient: one item whose ``image`` lists its files in
+    the order of ``sequences`` (a ``_seg`` file beside them is ignored). A folder of such patient folders gives one
+    item per patient.
+
     Raises:
-        ValueError: when ``path`` does not exist or holds no image, naming it.
+        ValueError: when ``path`` does not exist or holds no image, or a patient folder lacks a sequence, naming it.
     """
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: inference input does not exist")
+    if sequences and path.is_dir():
+        patient = _sequence_files(path, sequences)
+        if patient is not None:
+            return [{"image": patient}]
+        items = [
+            {"image": files}
+            for child in sorted(path.iterdir())
+            if child.is_dir() and (files := _sequence_files(child, sequences)) is not None
+        ]
+        if not items:
+            raise ValueError(f"{path}: no patient folder with <case>_<sequence> files for sequences {list(sequences)}")
+        return items
     if path.is_file() and path.suffix.lower() == ".json":
         with open(path) as f:
             sections = json.load(f)

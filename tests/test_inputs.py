@@ -68,3 +68,30 @@ def test_datalist_without_section(tmp_path):
     datalist.write_text(json.dumps({"training": []}))
     with pytest.raises(ValueError, match="no 'test' section"):
         list_inference_inputs(datalist)
+
+
+def _patient(folder, case, sequences=("flair", "t1", "t1ce", "t2", "seg")):
+    folder.mkdir(parents=True)
+    return [_nifti(folder / f"{case}_{seq}.nii.gz") for seq in sequences]
+
+
+def test_patient_folder_becomes_one_multi_sequence_image_in_sequence_order(tmp_path):
+    files = _patient(tmp_path / "BraTS20_001", "BraTS20_001")
+    items = list_inference_inputs(tmp_path / "BraTS20_001", sequences=["flair", "t1", "t1ce", "t2"])
+    assert items == [{"image": files[:4]}]  # t1 and t1ce are told apart; the _seg file is ignored
+
+
+def test_folder_of_patient_folders_and_dash_separated_names(tmp_path):
+    a = _patient(tmp_path / "root" / "a", "a")
+    b = _patient(tmp_path / "root" / "b", "BraTS-GLI-0001", ("t2f", "t1n", "t1c", "t2w"))
+    assert list_inference_inputs(tmp_path / "root", sequences=["flair", "t1", "t1ce", "t2"]) == [{"image": a[:4]}]
+    renamed = list_inference_inputs(tmp_path / "root" / "b", sequences=["t2f", "t1n", "t1c", "t2w"])
+    assert renamed == [{"image": b}]
+
+
+def test_patient_folder_missing_a_sequence_names_it(tmp_path):
+    _patient(tmp_path / "p", "p", ("flair", "t1", "t2"))
+    with pytest.raises(ValueError, match=r"p: no file for sequence\(s\) \['t1ce'\]"):
+        list_inference_inputs(tmp_path / "p", sequences=["flair", "t1", "t1ce", "t2"])
+    with pytest.raises(ValueError, match="no patient folder"):
+        list_inference_inputs(tmp_path, sequences=["dwi"])

@@ -156,3 +156,16 @@ def test_verify_net_in_out(name):
         strides=[2, 2],
         num_res_units=1,
     )
+
+
+def test_brain_inference_reads_a_brats_patient_folder(trained, tmp_path):
+    name, overrides = trained
+    if name != "brain":
+        pytest.skip("multi-sequence patient folders are the brain bundle's input")
+    datalist = json.loads(Path(overrides["data_list_file_path"]).read_text())
+    patient = (Path(overrides["dataset_dir"]) / datalist["test"][0]["image"][0]).parent
+    out = tmp_path / "infer_folder"
+    run_bundle_stage(name, "inference", {**overrides, "input_path": str(patient), "output_dir": str(out)})
+    (pred_path,) = sorted((out / "predictions").glob("*_seg.nii.gz"))
+    assert pred_path.name == f"{patient.name}_flair_seg.nii.gz"
+    assert nib.load(pred_path).shape == nib.load(next(patient.glob("*_flair.nii.gz"))).shape
