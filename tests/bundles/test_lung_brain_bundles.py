@@ -169,3 +169,67 @@ def test_brain_inference_reads_a_brats_patient_folder(trained, tmp_path):
     (pred_path,) = sorted((out / "predictions").glob("*_seg.nii.gz"))
     assert pred_path.name == f"{patient.name}_flair_seg.nii.gz"
     assert nib.load(pred_path).shape == nib.load(next(patient.glob("*_flair.nii.gz"))).shape
+
+
+def _break_sequence_grid(files: list[Path], label: Path) -> str:
+    """T1ce on another grid than the other sequences (not co-registered)."""
+    source = nib.load(files[2])
+    nib.save(nib.Nifti1Image(np.zeros((30, 40, 30), np.float32), source.affine), files[2])
+    return str(files[2])
+
+
+def _break_missing_sequence(files: list[Path], label: Path) -> str:
+    files[3].unlink()
+    return f"{files[3]}: file not found"
+
+
+def _break_nan_sequence(files: list[Path], label: Path) -> str:
+    source = nib.load(files[0])
+    data = source.get_fdata().astype(np.float32)
+    data[10, 10, 10] = np.nan
+    nib.save(nib.Nifti1Image(data, source.affine), files[0])
+    return str(files[0])
+
+
+@pytest.mark.parametrize("breaker", [_break_sequence_grid, _break_missing_sequence, _break_nan_sequence])
+def test_brain_bad_sequence_fails_before_training_naming_the_file(tmp_path, breaker):
+    from pipelines.checks import find_data_error
+
+    from .conftest import bundle_workflow
+
+    root, grid = _brain_data(tmp_path / "data")
+    datalist = tmp_path / "datalist.json"
+    build_brats_datalist(root, output_path=datalist, val_fraction=0.2, test_fraction=0.2, seed=0, relative_to=root)
+    entry = json.loads(datalist.read_text())["training"][0]
+    expected = breaker([root / f for f in entry["image"]], root / entry["label"])
+    overrides = {**SHRINK, **grid, "dataset_dir": str(root), "data_list_file_path": str(datalist)}
+    overrides |= {"output_dir": str(tmp_path / "out"), "ckpt_dir": str(tmp_path / "out" / "models")}
+    workflow = bundle_workflow("brain", "train", overrides)
+    with pytest.raises(RuntimeError) as err:  # ConfigParser wraps the error of a failing expression
+        workflow.initialize()
+    cause = find_data_error(err.value)
+    assert cause is not None and expected in str(cause), str(err.value)
+
+
+def test_ckpt_export_writes_torchscript_that_runs(trained, tmp_path):
+    import torch
+    from monai.bundle import ckpt_export
+
+    name, overrides = trained
+    workflow = get_workflow(name)
+    exported = tmp_path / "model.ts"
+    ckpt_export(
+        net_id="network_def",
+        filepath=str(exported),
+        ckpt_file=str(Path(overrides["ckpt_dir"]) / "model.pt"),
+        meta_file=str(workflow.bundle_dir / "configs" / "metadata.json"),
+        config_file=workflow.config_files("train")[:1],
+        channels=SHRINK["channels"],
+        strides=SHRINK["strides"],
+        num_res_units=SHRINK["num_res_units"],
+    )
+    model = torch.jit.load(str(exported))
+    in_channels = 4 if name == "brain" else 1
+    with torch.no_grad():
+        out = model(torch.zeros(1, in_channels, 32, 32, 16))
+    assert out.shape == (1, len(workflow.classes), 32, 32, 16)
