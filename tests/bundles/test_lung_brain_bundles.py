@@ -233,3 +233,30 @@ def test_ckpt_export_writes_torchscript_that_runs(trained, tmp_path):
     with torch.no_grad():
         out = model(torch.zeros(1, in_channels, 32, 32, 16))
     assert out.shape == (1, len(workflow.classes), 32, 32, 16)
+
+
+@pytest.mark.slow
+def test_monai_bundle_run_command_trains_the_brain_bundle(tmp_path):
+    import subprocess
+    import sys
+
+    from pipelines.workflows import REPO_ROOT
+
+    root, grid = _brain_data(tmp_path / "data")
+    datalist = tmp_path / "datalist.json"
+    build_brats_datalist(root, output_path=datalist, val_fraction=0.2, test_fraction=0.2, seed=0, relative_to=root)
+    overrides = {**SHRINK, **grid, "dataset_dir": str(root), "data_list_file_path": str(datalist)}
+    overrides |= {"output_dir": str(tmp_path / "out"), "ckpt_dir": str(tmp_path / "out" / "models")}
+    args = []
+    for key, value in overrides.items():
+        args += [f"--{key}", json.dumps(value) if not isinstance(value, str) else value]
+    files = get_workflow("brain").config_files("train")
+    result = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (tmp_path / "out" / "models" / "model.pt").is_file()
+    assert (tmp_path / "out" / "mlflow.db").is_file()
