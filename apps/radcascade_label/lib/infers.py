@@ -1,0 +1,136 @@
+"""MONAI Label infer task: a bundle's segmenter, gated by its slice classifier (the cascade) or on the whole volume.
+
+The task hands the image's path alone to :class:`pipelines.api.Segmenter`, which runs the bundle's own
+``preprocessing_transforms``, cascade inferer, ``Invertd`` and post-processing. It never passes MONAI Label's
+request dict to the bundle's transforms: MONAI Label's ``BasicInferTask`` puts an ``image_path`` string beside
+``image``, which MONAI 1.6 takes for metadata of ``image`` (any ``image_*`` key), and ``Spacingd`` then fails with
+``'str' object has no attribute 'update'``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+import time
+from typing import Any
+
+from fastapi import HTTPException
+from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+
+from lib.bundles import AppConf, BundleInfo, count_channels, write_label_volume
+from pipelines.api import Segmenter
+
+__all__ = ["BundleSegmentation"]
+
+logger = logging.getLogger(__name__)
+
+
+class BundleSegmentation(InferTask):
+    """Automatic segmentation of a whole volume by one bundle, as Slicer's "Auto Segmentation" runs it.
+
+    The models load on the first request and again whenever a checkpoint file changes (after a training run).
+    Without a checkpoint the request fails with HTTP 409 and a message saying how to get one; an image with the
+    wrong number of channels fails with HTTP 422.
+
+    Args:
+        bundle: the served workflow.
+        conf: the app's options (checkpoint folder, overrides, device).
+        use_cascade: gate the segmenter with the slice classifier (needs ``classifier.pt``); False: plain sliding
+            window over the whole volume (needs ``model.pt`` only).
+    """
+
+    def __init__(self, bundle: BundleInfo, conf: AppConf, use_cascade: bool = True) -> None:
+        how = "cascade: slice classifier, then 3D U-Net on the slabs" if use_cascade else "3D U-Net, whole volume"
+        super().__init__(
+            type=InferType.SEGMENTATION,
+            labels=bundle.labels,
+            dimension=3,
+            description=f"{bundle.description} ({how})",
+        )
+        self.bundle = bundle
+        self.conf = conf
+        self.use_cascade = use_cascade
+        self._lock = threading.Lock()
+        self._segmenter: Segmenter | None = None
+        self._stamp: tuple | None = None
+
+    def is_valid(self) -> bool:
+        return True  # listed even before training, so that Slicer shows it; a request then says what is missing
+
+    def get_path(self, validate: bool = True):
+        path = str(self.bundle.model_path)
+        return path if not validate or os.path.isfile(path) else None
+
+    def checkpoints(self) -> list[str]:
+        """The checkpoint files this model reads."""
+        paths = [self.bundle.model_path] + ([self.bundle.classifier_path] if self.use_cascade else [])
+        return [str(p) for p in paths]
+
+    def _load(self) -> Segmenter:
+        missing = [p for p in self.checkpoints() if not os.path.isfile(p)]
+        if missing:
+            raise HTTPException(
+                status_code=409,
+                detail=f"{self.bundle.name}: no trained weights: {', '.join(missing)} not found. Train the model "
+                f"first (Slicer: Train; REST: POST /train/{self.bundle.name}), or start the server with "
+                "--conf ckpt_root DIR where DIR/<workflow>/ holds model.pt (and classifier.pt for the cascade).",
+            )
+        stamp = tuple(os.stat(p).st_mtime_ns for p in self.checkpoints())
+        if self._segmenter is None or stamp != self._stamp:
+            logger.info("%s: loading %s", self.bundle.name, self.checkpoints())
+            overrides = self.conf.stage_overrides(self.bundle.name)
+            overrides["ckpt_dir"] = str(self.bundle.ckpt_dir)
+            overrides["cascade_report_dir"] = None  # the report comes back in the response instead
+            try:
+                self._segmenter = Segmenter(self.bundle.name, use_cascade=self.use_cascade, **overrides)
+            except (RuntimeError, EOFError) as e:  # e.g. a checkpoint that a training run is still writing
+                if self._segmenter is None:
+                    raise
+                logger.warning("%s: new checkpoint not loaded, keeping the weights in use: %s", self.bundle.name, e)
+                return self._segmenter
+            self._stamp = stamp
+        return self._segmenter
+
+    def _check_image(self, image) -> str:
+        if not isinstance(image, str) or not os.path.exists(image):
+            raise HTTPException(status_code=422, detail=f"{self.bundle.name}: image {image!r} not found")
+        try:
+            channels = count_channels(image)
+        except ValueError as e:
+            raise HTTPException(status_code=422, detail=f"{self.bundle.name}: {e}") from e
+        if channels != self.bundle.in_channels:
+            sequences = f" ({', '.join(self.bundle.sequences)}, in that order)" if self.bundle.sequences else ""
+            raise HTTPException(
+                status_code=422,
+                detail=f"{self.bundle.name} takes {self.bundle.in_channels}-channel images{sequences}, "
+                f"{os.path.basename(image)} has {channels}; a multi-sequence study is one 4D NIfTI (X, Y, Z, C)",
+            )
+        return image
+
+    def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        image = self._check_image(request.get("image"))
+        start = time.perf_counter()
+        with self._lock:  # one model instance; MONAI Label may call from a thread pool
+            segmenter = self._load()
+            loaded = time.perf_counter()
+            mask = segmenter(image)
+            report = segmenter.last_report
+        inferred = time.perf_counter()
+        out = tempfile.NamedTemporaryFile(suffix=".nii.gz", prefix=f"{self.bundle.name}_", delete=False).name
+        write_label_volume(mask, mask.affine, out)
+        params = {
+            "label_names": self.bundle.labels,
+            "latencies": {
+                "load": round(loaded - start, 3),
+                "infer": round(inferred - loaded, 3),
+                "write": round(time.perf_counter() - inferred, 3),
+                "total": round(time.perf_counter() - start, 3),
+            },
+        }
+        if report is not None:
+            params["cascade"] = {k: report[k] for k in ("slabs", "slices_segmented", "num_slices", "seconds")}
+            params["cascade"]["slice_probabilities"] = report["slice_probabilities"]
+        logger.info("%s: %s -> %s in %.2f s", self.bundle.name, image, out, params["latencies"]["total"])
+        return out, params

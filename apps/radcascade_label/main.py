@@ -1,0 +1,69 @@
+"""MONAI Label app serving radcascade's bundles (liver, lung, brain) to 3D Slicer and other MONAI Label clients.
+
+Start it with ``scripts/start_monailabel.sh /path/to/studies`` (see ``docs/monailabel.md``). Options, as
+``--conf KEY VALUE`` (all optional):
+
+    models            liver,lung,...  workflows to serve (default: every 3D workflow of pipelines.workflows)
+    ckpt_root         DIR             DIR/<workflow>/model.pt, classifier.pt (default: bundles/<bundle>/models)
+    output_root       DIR             training runs: DIR/<workflow>/ (default: runs/monailabel)
+    overrides         JSON            bundle config ids for every stage, e.g. '{"pixdim": [4, 4, 6]}'
+    device            cpu | cuda:0    default: CUDA when available
+    full_models       true | false    also serve <workflow>_full: plain sliding window, no classifier (true)
+    train_classifier  true | false    Train also trains the slice classifier (true)
+    skip_trainers     true | false    serve inference only (false)
+
+Each workflow ``w`` gives the infer models ``w`` (the cascade) and ``w_full``, and the trainer ``w``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lib.bundles import AppConf, BundleInfo, as_bool
+from lib.infers import BundleSegmentation
+from lib.trainers import BundleTrainer
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+from monailabel.interfaces.tasks.strategy import Strategy
+from monailabel.interfaces.tasks.train import TrainTask
+from monailabel.tasks.activelearning.first import First
+from monailabel.tasks.activelearning.random import Random
+
+logger = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+
+
+class RadcascadeApp(MONAILabelApp):
+    """The project's bundles as MONAI Label models: one segmentation model per workflow and mode, one trainer each."""
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        self.app_conf = AppConf.from_conf(conf)
+        overrides = {name: self.app_conf.stage_overrides(name) for name in self.app_conf.models}
+        self.bundles = {name: BundleInfo.read(name, overrides[name]) for name in self.app_conf.models}
+        for name, bundle in self.bundles.items():
+            logger.info("serving %s: labels %s, checkpoints in %s", name, bundle.labels, bundle.ckpt_dir)
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="radcascade",
+            description="radcascade bundles: slice-classifier-gated 3D segmentation (" + ", ".join(self.bundles) + ")",
+            version=VERSION,
+        )
+
+    def init_infers(self) -> dict[str, InferTask]:
+        infers: dict[str, InferTask] = {}
+        for name, bundle in self.bundles.items():
+            infers[name] = BundleSegmentation(bundle, self.app_conf, use_cascade=True)
+            if self.app_conf.full_models:
+                infers[f"{name}_full"] = BundleSegmentation(bundle, self.app_conf, use_cascade=False)
+        return infers
+
+    def init_trainers(self) -> dict[str, TrainTask]:
+        if as_bool(self.conf.get("skip_trainers", "false"), "--conf skip_trainers"):
+            return {}
+        return {name: BundleTrainer(bundle, self.app_conf) for name, bundle in self.bundles.items()}
+
+    def init_strategies(self) -> dict[str, Strategy]:
+        return {"random": Random(), "first": First()}

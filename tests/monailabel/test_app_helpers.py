@@ -1,0 +1,136 @@
+"""The MONAI Label app's helpers (``apps/radcascade_label/lib/bundles.py``), which need no MONAI Label: these run
+in the main environment, in CI. The tasks built on them are tested against the real server in test_server.py."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+from monai.bundle import ConfigParser
+from monai.data import MetaTensor
+
+from pipelines.workflows import WORKFLOWS
+from tests.monailabel.app_modules import load_app_module
+
+bundles = load_app_module("lib/bundles.py")
+AFFINE = np.array([[-2.0, 0, 0, 90], [0, 2.0, 0, -120], [0, 0, 3.0, -60], [0, 0, 0, 1]])
+
+
+def _spatial_dims(name: str) -> int:
+    parser = ConfigParser()
+    parser.read_config(WORKFLOWS[name].config_files("inference"))
+    return parser.get("network_def#spatial_dims")
+
+
+def test_default_models_are_the_registrys_3d_workflows():
+    models = bundles.AppConf.from_conf({}).models
+    assert {"liver", "lung", "brain"} <= set(models)
+    assert set(models) == {n for n, w in WORKFLOWS.items() if "inference" in w.stages and _spatial_dims(n) == 3}
+
+
+def test_conf_selects_models_and_rejects_unknown_ones():
+    assert bundles.AppConf.from_conf({"models": "liver, lung"}).models == ("liver", "lung")
+    with pytest.raises(ValueError, match="known workflows"):
+        bundles.AppConf.from_conf({"models": "kidney"})
+
+
+@pytest.mark.parametrize(
+    "conf, message",
+    [({"overrides": "{pixdim: 4"}, "--conf overrides"), ({"overrides": "[1]"}, "JSON object"),
+     ({"full_models": "maybe"}, "--conf full_models")],
+)  # fmt: skip
+def test_conf_values_are_checked(conf, message):
+    with pytest.raises(ValueError, match=message):
+        bundles.AppConf.from_conf(conf)
+
+
+def test_stage_overrides_set_checkpoints_outputs_and_device(tmp_path):
+    conf = bundles.AppConf.from_conf(
+        {"models": "liver", "ckpt_root": str(tmp_path / "ckpt"), "output_root": str(tmp_path / "runs"),
+         "overrides": '{"pixdim": [4, 4, 6]}', "device": "cpu"}
+    )  # fmt: skip
+    overrides = conf.stage_overrides("liver")
+    assert overrides["ckpt_dir"] == str(tmp_path / "ckpt" / "liver")
+    assert overrides["output_dir"] == str(tmp_path / "runs" / "liver")
+    assert overrides["pixdim"] == [4, 4, 6] and overrides["device"] == "$torch.device('cpu')"
+    assert "ckpt_dir" not in bundles.AppConf.from_conf({"models": "liver"}).stage_overrides("liver")
+
+
+def test_bundle_info_reads_the_layered_configs(tmp_path):
+    brain = bundles.BundleInfo.read("brain", {"ckpt_dir": str(tmp_path)})
+    assert brain.labels == {"necrotic core": 1, "oedema": 2, "enhancing tumour": 4}
+    assert brain.in_channels == 4 and brain.channel_names == ("flair", "t1", "t1ce", "t2")
+    assert brain.model_path == tmp_path / "model.pt" and brain.classifier_path == tmp_path / "classifier.pt"
+    liver = bundles.BundleInfo.read("liver")
+    assert liver.labels == {"liver": 1, "tumour": 2} and liver.channel_names == ("c0",)
+    assert liver.ckpt_dir == WORKFLOWS["liver"].bundle_dir / "models"
+    assert liver.max_epochs > 0 and liver.classifier_max_epochs > 0
+
+
+def test_label_value_map_follows_segment_names():
+    slicer = [{"name": "Enhancing Tumour", "idx": 1}, {"name": "oedema", "idx": 3}, {"name": "scribbles", "idx": 4}]
+    classes = ("background", "necrotic core", "oedema", "enhancing tumour")
+    mapping = bundles.label_value_map(slicer, classes, (0, 1, 2, 4))
+    assert mapping == {0: 0, 1: 4, 3: 2, 4: 0}
+    with pytest.raises(ValueError, match="no name and integer idx"):
+        bundles.label_value_map([{"name": "liver"}], ("background", "liver"), (0, 1))
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nrrd"])  # Slicer submits .nrrd by default
+def test_remap_label_file_maps_values_and_keeps_geometry(tmp_path, suffix):
+    values = np.zeros((6, 5, 4), dtype=np.uint8)
+    values[1:3, 1:3, 1:3], values[4, 4, 3], values[0, 0, 0] = 1, 2, 7
+    src = sitk.GetImageFromArray(values)
+    src.SetSpacing((0.8, 0.9, 2.5))
+    src.SetOrigin((10.0, -4.0, 3.0))
+    sitk.WriteImage(src, str(tmp_path / f"label{suffix}"))
+    out = bundles.remap_label_file(tmp_path / f"label{suffix}", tmp_path / "out" / "label.nii.gz", {0: 0, 1: 2, 2: 1})
+    result = sitk.ReadImage(str(out))
+    expected = np.select([values == 1, values == 2], [2, 1], 0)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(result), expected)  # 7: unmapped, now background
+    np.testing.assert_allclose(result.GetSpacing(), src.GetSpacing())
+    np.testing.assert_allclose(result.GetOrigin(), src.GetOrigin())
+
+
+def test_split_cases_is_seeded_and_holds_one_case_out_at_least():
+    ids = [f"case_{i}" for i in range(10)]
+    train, val = bundles.split_cases(ids, 0.2)
+    assert len(val) == 2 and sorted(train + val) == ids
+    assert bundles.split_cases(list(reversed(ids)), 0.2) == (train, val)
+    assert [len(part) for part in bundles.split_cases(ids[:2], 0.01)] == [1, 1]
+    with pytest.raises(ValueError, match="at least 2 labelled images"):
+        bundles.split_cases(ids[:1], 0.2)
+
+
+def test_split_channels_writes_one_file_per_sequence(tmp_path):
+    volume = np.random.default_rng(0).random((5, 6, 7, 4)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, AFFINE), tmp_path / "study.nii.gz")
+    files = bundles.split_channels(tmp_path / "study.nii.gz", tmp_path / "split", ["flair", "t1", "t1ce", "t2"])
+    assert [f.rsplit("/", 1)[1] for f in files] == [f"study_{s}.nii.gz" for s in ("flair", "t1", "t1ce", "t2")]
+    for c, path in enumerate(files):
+        image = nib.load(path)
+        np.testing.assert_allclose(image.affine, AFFINE)
+        np.testing.assert_array_equal(np.asarray(image.dataobj), volume[..., c])
+    with pytest.raises(ValueError, match="expected a 4D NIfTI"):
+        bundles.split_channels(tmp_path / "study.nii.gz", tmp_path / "split", ["flair", "t1"])
+
+
+def test_count_channels_reads_headers(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.int16), AFFINE), tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 4), np.float32), AFFINE), tmp_path / "mr.nii.gz")
+    sitk.WriteImage(sitk.Image([4, 4, 3], sitk.sitkVectorFloat32, 3), str(tmp_path / "rgb.nrrd"))
+    (tmp_path / "broken.nrrd").write_text("not an image")
+    assert [bundles.count_channels(tmp_path / f) for f in ("ct.nii.gz", "mr.nii.gz", "rgb.nrrd")] == [1, 4, 3]
+    with pytest.raises(ValueError, match="cannot read the image header"):
+        bundles.count_channels(tmp_path / "broken.nrrd")
+
+
+def test_write_label_volume_writes_uint8_with_the_affine(tmp_path):
+    values = torch.randint(0, 3, (1, 2, 3, 4), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    mask = MetaTensor(values, affine=torch.as_tensor(AFFINE))  # (1, X, Y, Z), as Segmenter returns it
+    image = nib.load(bundles.write_label_volume(mask, mask.affine, tmp_path / "label.nii.gz"))
+    assert image.shape == (2, 3, 4) and image.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(image.affine, AFFINE)
+    np.testing.assert_array_equal(np.asarray(image.dataobj), mask[0].numpy())
