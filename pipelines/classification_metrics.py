@@ -36,6 +36,7 @@ __all__ = [
     "binary_metrics_from_counts",
     "multiclass_metrics",
     "roc_auc",
+    "thresholds_for_recall",
     "save_confusion_matrix_png",
     "write_slice_results_csv",
     "read_slice_results_csv",
@@ -220,6 +221,38 @@ def binary_metrics(y_true: Any, y_score: Any, threshold: float = 0.5) -> dict[st
     result: dict[str, Any] = binary_metrics_from_counts(tp, fp, tn, fn)
     result["roc_auc"] = roc_auc(true, score)
     result.update(tp=int(tp), fp=int(fp), tn=int(tn), fn=int(fn))
+    return result
+
+
+def thresholds_for_recall(y_true: Any, y_score: Any, recalls: Sequence[float] = (0.9, 0.95, 0.99)) -> dict[str, float]:
+    """The highest threshold whose recall (sensitivity) is at least each target, for a recall-first gate.
+
+    A cascade gate should rarely miss a positive slice (a missed slab loses pathology; an extra one only costs
+    time), so its threshold is best read off the validation scores at a target recall rather than left at 0.5.
+
+    Args:
+        y_true: 0/1 labels.
+        y_score: positive-class probabilities.
+        recalls: target recalls in (0, 1].
+
+    Returns:
+        ``{"0.95": threshold, ...}``; a target is absent when there is no positive label.
+
+    Raises:
+        ValueError: for a target outside (0, 1] or inputs of different lengths.
+    """
+    labels = _as_labels(y_true, "y_true", 2)
+    scores = _as_scores(y_score, "y_score")
+    _check_same_length(labels, scores, "y_true and y_score")
+    positives = np.sort(scores[labels == 1])[::-1]  # descending
+    result: dict[str, float] = {}
+    for target in recalls:
+        if not 0.0 < float(target) <= 1.0:
+            raise ValueError(f"target recall must be in (0, 1], got {target}")
+        if positives.size == 0:
+            continue
+        needed = math.ceil(float(target) * positives.size - 1e-9)  # positives that must score >= threshold
+        result[f"{float(target):.2f}"] = float(positives[max(needed, 1) - 1])
     return result
 
 

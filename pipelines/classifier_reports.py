@@ -19,6 +19,7 @@ from pipelines.classification_metrics import (
     binary_metrics,
     confusion_matrix,
     save_confusion_matrix_png,
+    thresholds_for_recall,
     write_slice_results_csv,
 )
 from pipelines.inputs import case_name
@@ -155,6 +156,8 @@ class SliceResultsSaver:
         labels = np.array([r["label"] for r in self.rows])
         probs = np.array([r["probability"] for r in self.rows])
         metrics = binary_metrics(labels, probs, threshold=self.threshold)
+        # thresholds for the cascade gate (cascade_threshold), read off these scores at target recalls
+        metrics["threshold_at_recall"] = thresholds_for_recall(labels, probs)
         write_json_atomic(metrics, self.output_dir / "classification_metrics.json")
         cm = confusion_matrix(labels, (probs >= self.threshold).astype(int), num_classes=2)
         save_confusion_matrix_png(cm, self.class_names, self.output_dir / "confusion_matrix.png", "Slice classifier")

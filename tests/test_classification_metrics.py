@@ -304,3 +304,15 @@ def test_metrics_in_monai_supervised_evaluator(decollate):
     evaluator.run()
     for name in SCALAR_METRICS:
         assert evaluator.state.metrics[f"val_{name}"] == pytest.approx(expected[name])
+
+
+def test_thresholds_for_recall_by_hand():
+    from pipelines.classification_metrics import thresholds_for_recall
+
+    # positives scored 0.9, 0.8, 0.4, 0.2: recall 0.5 needs 2 of 4 (threshold 0.8), 0.75 needs 3 (0.4), 1.0 all (0.2)
+    labels = [1, 0, 1, 1, 0, 1, 0]
+    scores = [0.9, 0.85, 0.8, 0.4, 0.3, 0.2, 0.1]
+    assert thresholds_for_recall(labels, scores, recalls=(0.5, 0.75, 1.0)) == {"0.50": 0.8, "0.75": 0.4, "1.00": 0.2}
+    assert thresholds_for_recall([0, 0], [0.1, 0.2]) == {}  # no positive: no threshold
+    with pytest.raises(ValueError, match="target recall"):
+        thresholds_for_recall(labels, scores, recalls=(0.0,))
