@@ -120,6 +120,19 @@ WORKFLOWS: dict[str, Workflow] = {
         data_generator="pipelines.phantoms_brain.write_brain_phantom_task",
         demo_overrides={"max_epochs": 25},
     ),
+    "chest_xray": Workflow(
+        name="chest_xray",
+        bundle="lung",
+        config_suffix="_xray",
+        description="Chest X-ray: COVID / normal / lung opacity / viral pneumonia classification and 2D lung "
+        "segmentation.",
+        modality="CXR",
+        classes=("background", "lung"),
+        default_data="data/COVID-19_Radiography_phantom",
+        default_datalist="data_manifests/chest_xray_phantom.json",
+        data_generator="pipelines.phantoms_chest_xray.write_default_dataset",
+        default_cases=24,
+    ),
 }
 
 
