@@ -34,7 +34,7 @@ from monai.metrics.utils import do_metric_reduction, ignore_background
 from monai.utils import LossReduction, MetricReduction
 from torch.nn.modules.loss import _Loss
 
-__all__ = ["FocalTverskyLoss", "TverskyMetric", "TverskyIndex", "compute_tversky"]
+__all__ = ["FocalTverskyLoss", "FocalTverskyCELoss", "TverskyMetric", "TverskyIndex", "compute_tversky"]
 
 PAPER_ALPHA = 0.3  # weight of false positives in Abraham & Khan (2019), their beta
 PAPER_BETA = 0.7  # weight of false negatives, their alpha
@@ -167,6 +167,45 @@ class FocalTverskyLoss(_Loss):
         if self.reduction == LossReduction.SUM.value:
             return focal.sum()
         return focal
+
+
+class FocalTverskyCELoss(_Loss):
+    """Focal Tversky loss plus cross-entropy, weighted: ``lambda_tversky * FTL + lambda_ce * CE``.
+
+    The region term alone, without the background class, barely penalises a foreground class predicted over the
+    whole background (its false positives weigh only ``alpha``); the voxel-wise cross-entropy anchors every voxel,
+    as the CE half of MONAI's ``DiceCELoss`` does. Expects logits and a label map (``B1H[WD]``) or one-hot target.
+
+    Args:
+        lambda_tversky: weight of the focal Tversky term.
+        lambda_ce: weight of the cross-entropy term.
+        ce_weight: optional per-class weights of the cross-entropy.
+        **tversky_kwargs: arguments of :class:`FocalTverskyLoss` (``softmax=True`` is the usual choice).
+
+    Raises:
+        ValueError: for negative weights or both weights 0.
+    """
+
+    def __init__(
+        self,
+        lambda_tversky: float = 1.0,
+        lambda_ce: float = 1.0,
+        ce_weight: torch.Tensor | None = None,
+        **tversky_kwargs,
+    ) -> None:
+        super().__init__()
+        if lambda_tversky < 0 or lambda_ce < 0 or lambda_tversky + lambda_ce == 0:
+            raise ValueError(f"loss weights must be >= 0 and not both 0, got {lambda_tversky} and {lambda_ce}")
+        self.focal_tversky = FocalTverskyLoss(**tversky_kwargs)
+        self.cross_entropy = torch.nn.CrossEntropyLoss(weight=ce_weight)
+        self.lambda_tversky, self.lambda_ce = float(lambda_tversky), float(lambda_ce)
+
+    def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Loss of ``input`` (BNH[WD] logits) against ``target`` (B1H[WD] label map or BNH[WD] one-hot)."""
+        _check_shapes(input, target, self.focal_tversky.to_onehot_y)
+        labels = target[:, 0] if target.shape[1] == 1 else target.argmax(dim=1)
+        ce = self.cross_entropy(input, labels.long())
+        return self.lambda_tversky * self.focal_tversky(input, target) + self.lambda_ce * ce
 
 
 def compute_tversky(

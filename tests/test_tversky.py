@@ -233,3 +233,36 @@ def test_ignite_handler_matches_mean_dice():
     assert state.metrics["tversky"] == pytest.approx(state.metrics["dice"])
     assert 0.0 < state.metrics["recall_weighted"] < 1.0
     assert state.metric_details["tversky"].shape == (6, 2)
+
+
+def test_focal_tversky_ce_is_the_weighted_sum_of_its_terms():
+    from pipelines.tversky import FocalTverskyCELoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 6, 6, 4, requires_grad=True)
+    labels = torch.randint(0, 3, (2, 1, 6, 6, 4))
+    combined = FocalTverskyCELoss(lambda_tversky=0.5, lambda_ce=2.0, to_onehot_y=True, softmax=True)
+    ftl = FocalTverskyLoss(to_onehot_y=True, softmax=True)(logits, labels)
+    ce = torch.nn.functional.cross_entropy(logits, labels[:, 0])
+    loss = combined(logits, labels)
+    torch.testing.assert_close(loss, 0.5 * ftl + 2.0 * ce)
+    loss.backward()
+    assert logits.grad is not None and torch.isfinite(logits.grad).all()
+    with pytest.raises(ValueError, match="not both 0"):
+        FocalTverskyCELoss(lambda_tversky=0.0, lambda_ce=0.0)
+
+
+def test_focal_tversky_ce_penalises_a_class_predicted_over_the_background():
+    """Without the background class the Tversky term barely sees false positives; the CE term does."""
+    from pipelines.tversky import FocalTverskyCELoss
+
+    labels = torch.zeros(1, 1, 8, 8, 8, dtype=torch.long)
+    labels[..., 2:4, 2:4, 2:4] = 1
+    right = torch.full((1, 2, 8, 8, 8), -5.0)
+    right[:, 0] = 5.0
+    right[:, 1][labels[:, 0] == 1], right[:, 0][labels[:, 0] == 1] = 5.0, -5.0
+    everywhere = torch.full((1, 2, 8, 8, 8), -5.0)
+    everywhere[:, 1] = 5.0  # the class predicted over the whole volume
+    kwargs = {"to_onehot_y": True, "softmax": True, "include_background": False}
+    combined = FocalTverskyCELoss(**kwargs)
+    assert combined(everywhere, labels) - combined(right, labels) > 5.0
