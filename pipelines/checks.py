@@ -356,15 +356,17 @@ def validate_datalist(
     keys: Sequence[str] = DEFAULT_KEYS,
     label_required: bool = True,
     check_intensity: bool = True,
+    allow_outside_root: bool | None = None,
 ) -> dict[str, int]:
     """Check a MONAI (Decathlon-style) datalist and every file it lists, reporting all problems at once.
 
     Checks that the file exists and is JSON, that each section in ``keys`` is present and a list, that each
     entry is a dict with ``image`` (and ``label`` when required; the ``test`` section may lack labels, and
     may be a plain list of image paths as in MSD ``dataset.json``), that no image (or label) is listed twice
-    within or across sections, and that each resolved image / label passes :func:`check_volume` /
-    :func:`check_pair`. Paths resolve like ``monai.data.load_decathlon_datalist``: relative paths are joined to
-    ``base_dir``, else to the datalist's folder (the current folder for a dict).
+    within or across sections, that no path leads outside ``base_dir`` (symbolic links followed), and
+    that each resolved image / label passes :func:`check_volume` / :func:`check_pair`. Paths resolve like
+    ``monai.data.load_decathlon_datalist``: relative paths are joined to ``base_dir`` (the dataset root), else
+    to the datalist's folder (the current folder for a dict).
 
     Args:
         datalist_path_or_dict: path of the JSON datalist, or the datalist already loaded.
@@ -372,6 +374,9 @@ def validate_datalist(
         keys: sections to check.
         label_required: entries outside ``test`` must have a ``label``.
         check_intensity: read voxel data (slow on big datasets); ``False`` checks headers and geometry only.
+        allow_outside_root: accept paths outside the dataset root (``base_dir``). None (the default) checks
+            them only when ``base_dir`` is given: a datalist checked on its own (the builders check the
+            absolute paths they write) has no root to stay in.
 
     Returns:
         Number of entries per checked section.
@@ -379,8 +384,11 @@ def validate_datalist(
     Raises:
         DataError: listing every problem found, each naming the datalist or the file concerned.
     """
+    from pipelines.path_safety import resolve_inside  # path_safety imports this module
+
     data, name, folder = _load_datalist(datalist_path_or_dict)
     base = Path(base_dir) if base_dir is not None else folder
+    outside_ok = base_dir is None if allow_outside_root is None else allow_outside_root
     problems: list[str] = []
     counts: dict[str, int] = {}
     seen: dict[tuple[str, str], str] = {}  # (role, normalised path) -> first place it was listed
@@ -413,6 +421,15 @@ def validate_datalist(
             labels = _resolve(base, entry["label"]) if "label" in entry else []
             if images is None or labels is None:
                 problems.append(f"{name}: {where} has an 'image' or 'label' that is not a path or list of paths")
+                continue
+            escaping = []
+            for p in images + labels:
+                try:
+                    resolve_inside(base, p, allow_outside=outside_ok, entry=f"{name}: {where}")
+                except DataError as exc:
+                    escaping += exc.problems
+            if escaping:
+                problems += escaping
                 continue
             duplicate = False
             for role, paths in (("image", images), ("label", labels)):
@@ -455,6 +472,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keys", nargs="+", default=list(DEFAULT_KEYS), help="datalist sections to check")
     parser.add_argument("--no-label-required", action="store_true", help="accept entries without 'label'")
     parser.add_argument("--headers-only", action="store_true", help="skip reading voxel data (faster)")
+    parser.add_argument(
+        "--allow-outside-root",
+        action="store_true",
+        default=None,
+        help="accept datalist paths outside --base-dir (checked only when --base-dir is given)",
+    )
     parser.add_argument("--ndim", type=int, default=3, help="spatial dimensions expected of images (default 3)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     args = parser.parse_args(argv)
@@ -470,6 +493,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     keys=args.keys,
                     label_required=not args.no_label_required,
                     check_intensity=not args.headers_only,
+                    allow_outside_root=args.allow_outside_root,
                 )
             except DataError as exc:
                 problems += exc.problems

@@ -4,6 +4,9 @@ radcascade list                               # the workflows and their stages
 radcascade prepare liver                      # write the embedded default data (seeded phantoms)
 radcascade run liver train --set max_epochs=5 # run one bundle stage, with id overrides
 radcascade demo liver                         # prepare, train, evaluate and segment a held-out volume
+
+Exit status: 0 success; 2 bad input data (the problems are printed); 3 inference skipped at least one case
+(listed in ``<output_dir>/predictions/failures.json``).
 """
 
 from __future__ import annotations
@@ -20,12 +23,14 @@ import yaml
 from pipelines.checks import find_data_error
 from pipelines.workflows import REPO_ROOT, STAGE_TYPES, STAGES, WORKFLOWS, get_workflow, prepare_default_data
 
-__all__ = ["main", "parse_overrides", "run_stage", "run_demo"]
+__all__ = ["main", "parse_overrides", "run_stage", "run_demo", "EXIT_DATA_ERROR", "EXIT_CASES_FAILED"]
 
 logger = logging.getLogger("radcascade")
 
 # The demo's stages, in order; a workflow runs those it has.
 DEMO_STAGES = ("train", "train_classifier", "evaluate", "evaluate_classifier", "inference")
+EXIT_DATA_ERROR = 2  # bad input data, found before the work started
+EXIT_CASES_FAILED = 3  # inference skipped at least one case
 
 
 def parse_overrides(pairs: list[str] | None) -> dict:
@@ -46,11 +51,14 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     return overrides
 
 
-def run_stage(name: str, stage: str, overrides: dict | None = None) -> None:
+def run_stage(name: str, stage: str, overrides: dict | None = None):
     """Run one stage of a workflow's bundle in this process, as ``python -m monai.bundle run`` would.
 
     The merged config, overrides included, is written to ``<output_dir>/configs/<stage>_<time>.json`` first
     and its path given to the config as ``executed_config``, so the MLflow run keeps exactly what ran.
+
+    Returns:
+        the finished ``ConfigWorkflow`` (its ``parser`` holds the run's objects, e.g. the inference failures).
     """
     from monai.bundle import ConfigWorkflow
 
@@ -73,6 +81,7 @@ def run_stage(name: str, stage: str, overrides: dict | None = None) -> None:
     workflow.initialize()
     workflow.run()
     workflow.finalize()
+    return workflow
 
 
 def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = None) -> dict[str, str]:
@@ -163,7 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_overrides(args.overrides)
     try:
         if args.command == "run":
-            run_stage(args.workflow, args.stage, overrides)
+            from pipelines.robust_inference import failed_cases
+
+            failed = failed_cases(run_stage(args.workflow, args.stage, overrides))
+            if failed:
+                files = ", ".join(failure["file"] for failure in failed[:3]) + (", ..." if len(failed) > 3 else "")
+                print(f"radcascade: {len(failed)} case(s) could not be segmented: {files}", file=sys.stderr)
+                return EXIT_CASES_FAILED
         else:
             run_demo(args.workflow, overrides, args.output_dir)
     except Exception as error:
@@ -171,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         if data_error is None:
             raise
         print(f"radcascade: {data_error}", file=sys.stderr)
-        return 2
+        return EXIT_DATA_ERROR
     return 0
 
 

@@ -1,0 +1,79 @@
+"""The liver bundle's multi_gpu_train.yaml overlay, run by torchrun with two CPU processes (gloo) for one epoch."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+import torch
+
+from data_manifests.msd import build_msd_datalist
+from pipelines.phantoms import write_liver_phantom_task
+from pipelines.workflows import REPO_ROOT
+
+BUNDLES = ("liver", "lung", "brain")
+CONFIGS = REPO_ROOT / "bundles" / "liver" / "configs"
+
+
+def _body(name: str) -> list[str]:
+    """An overlay without its two header lines (the only lines that name the bundle)."""
+    return (REPO_ROOT / "bundles" / name / "configs" / "multi_gpu_train.yaml").read_text().splitlines()[2:]
+
+
+@pytest.mark.parametrize("name", BUNDLES[1:])
+def test_overlays_are_identical_but_for_the_header(name):
+    assert _body(name) == _body("liver")
+
+
+@pytest.mark.slow
+def test_two_cpu_ranks_train_one_epoch(tmp_path, shrink_overrides):
+    task = tmp_path / "Task03_Liver_tiny"
+    write_liver_phantom_task(task, num_cases=5, seed=3, shape=(64, 64, 24), spacing=(4.0, 4.0, 6.0))
+    datalist = task / "datalist.json"
+    # 4 training cases: two disjoint shards of two on two ranks; the single validation case is shared (padded).
+    build_msd_datalist(task, val_fraction=0.2, test_fraction=0.0, seed=0, output_path=datalist, relative_to=task)
+    out = tmp_path / "run"
+    shards = out / "shards"
+    overrides = {
+        **shrink_overrides(task, datalist, out),
+        "cache_rate": 1.0,  # each rank caches its shard
+        "every_rank_handlers": [
+            {"_target_": "pipelines.distributed.RankWeightsSaver", "network": "@network", "output_dir": str(shards)}
+        ],
+    }
+    override_file = tmp_path / "overrides.json"
+    override_file.write_text(json.dumps(overrides))
+    configs = [str(CONFIGS / f) for f in ("common.yaml", "train.yaml", "multi_gpu_train.yaml")] + [str(override_file)]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO_ROOT))
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "monai.bundle", "run"]
+    command += ["--config_file", repr(configs), "--meta_file", str(CONFIGS / "metadata.json")]
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+    # the ranks held different training cases, all of them between them
+    held = [json.loads((shards / f"train_rank{r}.json").read_text())["cases"] for r in (0, 1)]
+    assert held[0] and held[1] and not set(held[0]) & set(held[1])
+    training = json.loads(datalist.read_text())["training"]
+    assert sorted(held[0] + held[1]) == sorted(Path(item["image"]).name for item in training)
+
+    # one checkpoint (and one training state, when pipelines.resume's handler is in train.yaml), one MLflow run
+    written = {p.name for p in (out / "models").glob("*.pt")}
+    assert "model.pt" in written and written <= {"model.pt", "train_state.pt"}, written
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("test_liver")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    checkpoint = torch.load(out / "models" / "model.pt", map_location="cpu")
+    assert not any(key.startswith("module.") for key in checkpoint)
+
+    # the ranks ended with the same weights, those of the checkpoint (validated after the only epoch)
+    weights = [torch.load(shards / f"rank{r}_weights.pt", map_location="cpu") for r in (0, 1)]
+    assert weights[0].keys() == weights[1].keys() == checkpoint.keys()
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+        assert torch.equal(weights[0][key], checkpoint[key]), key
