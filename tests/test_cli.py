@@ -60,7 +60,8 @@ def test_run_with_bad_datalist_prints_a_clear_error(tmp_path):
             f"output_dir={tmp_path}",
         ],
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         cwd=REPO_ROOT,
     )
     assert result.returncode == 2

@@ -123,12 +123,12 @@ def test_validation_names_the_bad_file(task):
 def test_cli(task, tmp_path):
     out = tmp_path / "lists" / "task.json"
     cmd = [sys.executable, "-m", "data_manifests.msd", "--task-dir", str(task), "--output", str(out)]
-    done = subprocess.run([*cmd, "--seed", "2", "--val-fraction", "0.3", "--test-fraction", "0.2"],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    args = [*cmd, "--seed", "2", "--val-fraction", "0.3", "--test-fraction", "0.2"]
+    done = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, encoding="utf-8", errors="replace", timeout=120)
     assert done.returncode == 0, done.stderr
     datalist = json.loads(out.read_text())
     assert [len(datalist[k]) for k in SECTIONS] == [3, 2, 1] and datalist["seed"] == 2
     assert "training 3" in done.stderr
     bad = subprocess.run([*cmd[:4], str(tmp_path / "nowhere"), *cmd[5:]], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+                         capture_output=True, encoding="utf-8", errors="replace", timeout=120)  # fmt: skip
     assert bad.returncode == 1 and "nowhere" in bad.stderr

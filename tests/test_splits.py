@@ -143,7 +143,7 @@ def test_finish_datalist_writes_atomically(tmp_path):
 @pytest.mark.parametrize("module", ["msd", "lits", "covid19_20", "brats", "kaggle_3m", "chest_xray"])
 def test_every_builder_has_a_command_line(module):
     done = subprocess.run([sys.executable, "-m", f"data_manifests.{module}", "--help"], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+                          capture_output=True, encoding="utf-8", errors="replace", timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     for option in ("--output", "--val-fraction", "--test-fraction", "--seed", "--no-validate", "--relative-to"):
         assert option in done.stdout

@@ -208,7 +208,8 @@ def test_monai_bundle_run_command_trains_one_epoch(tiny_liver_task, tmp_path, sh
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files), *args],
         cwd=REPO_ROOT,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "models" / "model.pt").is_file()

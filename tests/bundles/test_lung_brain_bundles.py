@@ -255,7 +255,8 @@ def test_monai_bundle_run_command_trains_the_brain_bundle(tmp_path):
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", str(files), *args],
         cwd=REPO_ROOT,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (tmp_path / "out" / "models" / "model.pt").is_file()
