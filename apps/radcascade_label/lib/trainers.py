@@ -125,6 +125,8 @@ class BundleTrainer(TrainTask):
             **as_dict(request.get("overrides"), "overrides"),
             "data_list_file_path": str(datalist),
             "dataset_dir": str(self.work_dir),
+            # the datalist is the app's own, listing the datastore's files by absolute path (outside work_dir)
+            "allow_outside_root": True,
             "ckpt_dir": str(self.bundle.ckpt_dir),
         }
         result: dict[str, Any] = {"model": name, "datalist": str(datalist), "checkpoints": {}}
