@@ -23,25 +23,31 @@ def tiny_liver_task(tmp_path_factory) -> tuple[Path, Path]:
     return task, datalist
 
 
+# Ids that make any 3D bundle's network, patches and training tiny (the model-zoo smoke-test recipe).
+SHRINK_NETWORK = {
+    "roi_size": [32, 32, 16],
+    "channels": [4, 8, 16],
+    "strides": [2, 2],
+    "num_res_units": 1,
+    "max_epochs": 1,
+    "val_interval": 1,
+    "batch_size": 1,
+    "num_samples": 1,
+    "cache_rate": 0.0,
+    "num_workers": 0,
+    "sw_batch_size": 2,
+}
+
+
 def _shrink_overrides(task: Path, datalist: Path, out: Path) -> dict:
-    """Overrides that make the liver bundle run in seconds on the CPU (the model-zoo smoke-test recipe)."""
+    """Overrides that make the liver bundle run in seconds on the CPU on ``task``, writing under ``out``."""
     return {
         "dataset_dir": str(task),
         "data_list_file_path": str(datalist),
         "output_dir": str(out),
         "ckpt_dir": str(out / "models"),
         "pixdim": [4.0, 4.0, 6.0],
-        "roi_size": [32, 32, 16],
-        "channels": [4, 8, 16],
-        "strides": [2, 2],
-        "num_res_units": 1,
-        "max_epochs": 1,
-        "val_interval": 1,
-        "batch_size": 1,
-        "num_samples": 1,
-        "cache_rate": 0.0,
-        "num_workers": 0,
-        "sw_batch_size": 2,
+        **SHRINK_NETWORK,
         "experiment_name": "test_liver",
     }
 

@@ -20,7 +20,7 @@ from pipelines.phantoms_brain import write_brain_phantom_task
 from pipelines.phantoms_lung_ct import write_lung_ct_phantom_task
 from pipelines.workflows import get_workflow
 
-from .conftest import run_bundle_stage
+from .conftest import SHRINK_NETWORK, run_bundle_stage
 
 
 def _lung_data(root: Path) -> tuple[Path, dict]:
@@ -39,21 +39,7 @@ DATA = {
 }
 # label values a prediction may hold (as written to disk)
 LABEL_VALUES = {"lung": {0, 1}, "brain": {0, 1, 2, 4}}
-SHRINK = {
-    "roi_size": [32, 32, 16],
-    "channels": [4, 8, 16],
-    "strides": [2, 2],
-    "num_res_units": 1,
-    "max_epochs": 1,
-    "val_interval": 1,
-    "batch_size": 1,
-    "num_samples": 1,
-    "cache_rate": 0.0,
-    "num_workers": 0,
-    "sw_batch_size": 2,
-    "classifier_image_size": [32, 32],
-    "slices_per_volume": 4,
-}
+SHRINK = {**SHRINK_NETWORK, "classifier_image_size": [32, 32], "slices_per_volume": 4}
 
 
 @pytest.fixture(scope="module", params=["lung", "brain"])
