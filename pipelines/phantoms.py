@@ -426,7 +426,12 @@ def _task_is_complete(out_dir: Path, num_cases: int, params: dict) -> bool:
         return False
     if ds.get("phantom", params) != params:
         return False
-    for item in training:
+    return _listed_files_exist(out_dir, training)
+
+
+def _listed_files_exist(out_dir: Path, items: list) -> bool:
+    """True when every item is a dict whose ``image`` and ``label`` (relative to ``out_dir``) are non-empty files."""
+    for item in items:
         if not isinstance(item, dict):
             return False
         for key in ("image", "label"):

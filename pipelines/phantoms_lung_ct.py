@@ -33,7 +33,15 @@ import numpy as np
 from scipy import ndimage
 
 from pipelines.atomic import write_json_atomic
-from pipelines.phantoms import _case_seed, _ellipsoid_radius, _paint, _save_nifti, _smooth_field, _superellipse
+from pipelines.phantoms import (
+    _case_seed,
+    _ellipsoid_radius,
+    _listed_files_exist,
+    _paint,
+    _save_nifti,
+    _smooth_field,
+    _superellipse,
+)
 
 __all__ = ["LungCT", "build_lung_ct", "make_lung_ct_phantom", "write_lung_ct_phantom_task", "case_name", "main"]
 
@@ -707,14 +715,7 @@ def _task_is_complete(out_dir: Path, num_cases: int, params: dict) -> bool:
     cases = record.get("cases")
     if not isinstance(cases, list) or len(cases) != num_cases:
         return False
-    for item in cases:
-        if not isinstance(item, dict):
-            return False
-        for key in ("image", "label"):
-            p = out_dir / str(item.get(key, ""))
-            if not p.is_file() or p.stat().st_size == 0:
-                return False
-    return True
+    return _listed_files_exist(out_dir, cases)
 
 
 def write_lung_ct_phantom_task(
