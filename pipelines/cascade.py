@@ -23,6 +23,7 @@ from monai.utils import convert_to_dst_type
 
 from pipelines.atomic import write_json_atomic
 from pipelines.inputs import case_name
+from pipelines.path_safety import as_bool
 from pipelines.slabs import Slab, covered_slices, select_slabs
 from transforms.slices import ExtractSlices
 
@@ -116,7 +117,8 @@ class SliceGatedInferer(Inferer):
         classifier: the 2D slice classifier (2 classes: negative, positive).
         segmenter_inferer: the inferer that runs the segmenter on a slab (a ``SlidingWindowInferer``).
         num_classes: output channels of the segmenter.
-        enabled: False runs ``segmenter_inferer`` on the whole volume (plain segmentation, no classifier).
+        enabled: False runs ``segmenter_inferer`` on the whole volume (plain segmentation, no classifier). A string
+            from the command line (``--use_cascade false``) is read with :func:`pipelines.path_safety.as_bool`.
         threshold, smoothing_window, smoothing, margin_slices, margin_mm, min_run, merge, merge_gap: slab selection,
             see :func:`pipelines.slabs.select_slabs`; ``margin_mm`` uses the slice spacing of the input.
         context: neighbouring slices stacked as channels for the classifier (as in its training).
@@ -153,7 +155,7 @@ class SliceGatedInferer(Inferer):
         self.classifier = classifier
         self.segmenter_inferer = segmenter_inferer
         self.num_classes = num_classes
-        self.enabled = enabled
+        self.enabled = as_bool(enabled, "enabled (use_cascade)")
         self.selection = {
             "threshold": threshold,
             "smoothing_window": smoothing_window,

@@ -117,3 +117,16 @@ def test_short_slab_grows_to_the_window_depth():
 def test_background_logits_softmax_to_background():
     probs = torch.softmax(background_logits(3, (2, 2, 2)), dim=0)
     assert torch.allclose(probs[0], torch.ones(2, 2, 2))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(True, True), (False, False), ("True", True), ("False", False), ("false", False), ("0", False), ("no", False)],
+)
+def test_enabled_reads_command_line_strings(value, expected):
+    assert _inferer(enabled=value).enabled is expected
+
+
+def test_enabled_rejects_junk():
+    with pytest.raises(ValueError, match=r"use_cascade\) must be true or false, got 'maybe'"):
+        _inferer(enabled="maybe")

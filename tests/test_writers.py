@@ -1,0 +1,88 @@
+"""Tests of pipelines.writers: atomic SaveImage(d) write what SaveImage(d) writes, or nothing at all."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor, NibabelWriter
+from monai.transforms import SaveImage, SaveImaged
+
+from pipelines.writers import AtomicNibabelWriter, AtomicSaveImage, AtomicSaveImaged, atomic_writer
+
+AFFINE = torch.tensor([[-0.8, 0, 0, 10.0], [0, 1.2, 0, -5.0], [0, 0, 3.0, 2.0], [0, 0, 0, 1]], dtype=torch.float64)
+SETTINGS = {
+    "output_postfix": "seg",
+    "output_ext": ".nii.gz",
+    "output_dtype": np.uint8,
+    "resample": False,
+    "separate_folder": False,
+    "print_log": False,
+}
+
+
+def _prediction(name="case_3.nii.gz"):
+    data = torch.zeros(1, 9, 7, 5)
+    data[0, 2:5, 1:4, 1:3] = 1
+    data[0, 6, 5, 4] = 2
+    return MetaTensor(data, affine=AFFINE.clone(), meta={"filename_or_obj": f"/data/{name}"})
+
+
+class HalfWriter(NibabelWriter):
+    """Writes the first bytes of a file, then fails, like a full disk or a killed process."""
+
+    def write(self, filename, verbose=True, **kwargs):
+        with open(filename, "wb") as f:
+            f.write(b"\x1f\x8b partial")
+        raise OSError("disk full")
+
+
+@pytest.mark.parametrize(("atomic", "plain"), [(AtomicSaveImaged, SaveImaged), (AtomicSaveImage, SaveImage)])
+def test_same_file_as_monai_saveimage(tmp_path, atomic, plain):
+    for cls, folder in ((atomic, "atomic"), (plain, "plain")):
+        if cls in (SaveImaged, AtomicSaveImaged):
+            cls(keys="pred", output_dir=tmp_path / folder, **SETTINGS)({"pred": _prediction()})
+        else:
+            cls(output_dir=tmp_path / folder, **SETTINGS)(_prediction())
+    ours, theirs = (
+        nib.load(tmp_path / "atomic" / "case_3_seg.nii.gz"),
+        nib.load(tmp_path / "plain" / "case_3_seg.nii.gz"),
+    )
+    assert ours.shape == theirs.shape == (9, 7, 5)
+    assert ours.get_data_dtype() == theirs.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(ours.affine, theirs.affine)
+    np.testing.assert_allclose(ours.affine, AFFINE.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(np.asanyarray(ours.dataobj), np.asanyarray(theirs.dataobj))
+    assert sorted(p.name for p in (tmp_path / "atomic").iterdir()) == ["case_3_seg.nii.gz"]
+
+
+def test_png_and_itk_writers_are_atomic_too(tmp_path):
+    saver = AtomicSaveImage(output_dir=tmp_path, output_postfix="mask", output_ext=".png", scale=255,
+                            output_dtype=np.uint8, separate_folder=False, print_log=False)  # fmt: skip
+    saver(MetaTensor(torch.ones(1, 6, 4), meta={"filename_or_obj": "xray.png"}))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["xray_mask.png"]
+    assert all(w.__name__.startswith("Atomic") for w in saver.writers)
+    assert (
+        atomic_writer(NibabelWriter) is AtomicNibabelWriter
+        and atomic_writer(AtomicNibabelWriter) is AtomicNibabelWriter
+    )
+
+
+def test_failed_write_leaves_no_file_and_no_temporary(tmp_path):
+    saver = AtomicSaveImaged(keys="pred", output_dir=tmp_path, writer=HalfWriter, **SETTINGS)
+    assert saver.saver.writers[0].__name__ == "AtomicHalfWriter"
+    with pytest.raises(RuntimeError, match="cannot find a suitable writer"):  # how SaveImage reports a failed write
+        saver({"pred": _prediction()})
+    assert list(tmp_path.iterdir()) == []
+    # the same failure without the atomic writer leaves a broken file under the final name
+    with pytest.raises(RuntimeError):
+        SaveImaged(keys="pred", output_dir=tmp_path, writer=HalfWriter, **SETTINGS)({"pred": _prediction()})
+    assert [p.name for p in tmp_path.iterdir()] == ["case_3_seg.nii.gz"]
+
+
+def test_failed_write_keeps_the_previous_prediction(tmp_path):
+    AtomicSaveImaged(keys="pred", output_dir=tmp_path, **SETTINGS)({"pred": _prediction()})
+    before = (tmp_path / "case_3_seg.nii.gz").read_bytes()
+    with pytest.raises(RuntimeError):
+        AtomicSaveImaged(keys="pred", output_dir=tmp_path, writer=HalfWriter, **SETTINGS)({"pred": _prediction()})
+    assert (tmp_path / "case_3_seg.nii.gz").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["case_3_seg.nii.gz"]
