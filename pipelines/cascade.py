@@ -22,6 +22,7 @@ from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
 from pipelines.atomic import write_json_atomic
+from pipelines.fast_inference import resolve_precision
 from pipelines.inputs import case_name
 from pipelines.path_safety import as_bool
 from pipelines.slabs import Slab, covered_slices, select_slabs
@@ -56,8 +57,12 @@ def score_slices(
     image_size: Sequence[int] = (128, 128),
     batch_size: int = 32,
     positive_class: int = 1,
+    precision: str = "fp32",
 ) -> np.ndarray:
     """Probability that each axial slice of ``volume`` ``(C, X, Y, Z)`` is positive, classified in batches.
+
+    ``precision`` is read by :func:`pipelines.fast_inference.resolve_precision` (``"auto"``: bfloat16 autocast
+    where the device computes it natively); the probabilities are computed in float32 either way.
 
     Returns:
         float64 array of length Z, in [0, 1].
@@ -65,11 +70,13 @@ def score_slices(
     classifier.eval()
     param = next(classifier.parameters(), None)
     device = param.device if param is not None else volume.device
+    dtype = resolve_precision(precision, device)
     n = volume.shape[-1]
     probs = []
     for start in range(0, n, batch_size):
         batch = classifier_inputs(volume, range(start, min(n, start + batch_size)), context, image_size)
-        logits = classifier(batch.to(device=device, dtype=torch.float32))
+        with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = classifier(batch.to(device=device, dtype=torch.float32))
         probs.append(torch.softmax(logits.float(), dim=1)[:, positive_class].cpu())
     return torch.cat(probs).double().numpy() if probs else np.zeros(0)
 
@@ -126,6 +133,7 @@ class SliceGatedInferer(Inferer):
         batch_size: slices per classifier batch.
         min_slab_slices: slabs shorter than this grow (about their centre) to it, so the segmenter's window fits.
         report_dir: folder for one ``<case>_cascade.json`` report per volume (None: no files).
+        precision: the classifier's precision, as for :func:`score_slices` (the segmenter's is its inferer's).
 
     Attributes:
         reports: the report of each volume of the last call (also written to ``report_dir``).
@@ -150,8 +158,11 @@ class SliceGatedInferer(Inferer):
         batch_size: int = 32,
         min_slab_slices: int = 1,
         report_dir: str | os.PathLike | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__()
+        resolve_precision(precision, "cpu" if str(precision).lower() != "fp16" else "cuda")  # validate early
+        self.precision = precision
         self.classifier = classifier
         self.segmenter_inferer = segmenter_inferer
         self.num_classes = num_classes
@@ -177,7 +188,12 @@ class SliceGatedInferer(Inferer):
         t0 = time.perf_counter()
         n = volume.shape[-1]
         probs = score_slices(
-            self.classifier, volume, context=self.context, image_size=self.image_size, batch_size=self.batch_size
+            self.classifier,
+            volume,
+            context=self.context,
+            image_size=self.image_size,
+            batch_size=self.batch_size,
+            precision=self.precision,
         )
         t_classify = time.perf_counter() - t0
         spacing = float(volume.pixdim[-1]) if isinstance(volume, MetaTensor) else None

@@ -57,6 +57,20 @@ def test_score_slices_finds_the_lesion_slices():
     assert positive.min() == LESION.start and positive.max() == LESION.stop - 1
 
 
+def test_score_slices_in_bf16_agrees_with_fp32():
+    torch.manual_seed(0)
+    classifier = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+        torch.nn.Linear(8, 2),
+    )  # fmt: skip
+    volume = _phantom() + 0.1 * torch.rand(1, 24, 20, 40)
+    fp32 = score_slices(classifier, volume, image_size=(24, 20), precision="fp32")
+    bf16 = score_slices(classifier, volume, image_size=(24, 20), precision="bf16")
+    assert bf16.dtype == np.float64 and np.abs(bf16 - fp32).max() < 0.01
+    with pytest.raises(ValueError, match="precision must be one of"):
+        SliceGatedInferer(BrightnessClassifier(), None, num_classes=2, precision="int8")
+
+
 def test_crop_and_paste_round_trip():
     volume = torch.arange(2 * 3 * 4 * 10, dtype=torch.float32).reshape(2, 3, 4, 10)
     slab = Slab(3, 7)
