@@ -6,7 +6,10 @@ run reports everything wrong with a dataset. :class:`DataError` carries that lis
 Command line::
 
     python -m pipelines.checks data_manifests/liver_phantom.json --base-dir data/Task03_Liver_phantom
-    python -m pipelines.checks scan.nii.gz dicom_series_folder/
+    python -m pipelines.checks scan.nii.gz dicom_series_folder/ --modality CT
+    python -m pipelines.checks data_manifests/brain_phantom.json --base-dir data/BraTS_phantom --label-values 0 1 2 4
+
+``radcascade validate <workflow>`` runs the same checks with the values a workflow's bundle sets.
 """
 
 from __future__ import annotations
@@ -23,7 +26,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DataError", "find_data_error", "check_volume", "check_pair", "validate_datalist", "main"]
+from pipelines.dicom_checks import dicom_series_problems
+
+__all__ = [
+    "DataError",
+    "find_data_error",
+    "intensity_problems",
+    "label_value_problems",
+    "check_volume",
+    "check_pair",
+    "validate_datalist",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +45,9 @@ NIFTI_SUFFIXES = (".nii", ".nii.gz")
 DEFAULT_KEYS = ("training", "validation", "test")
 UNLABELLED_SECTIONS = ("test",)
 _MAX_REASON = 160
+CT_HU_RANGE = (-1100.0, 4000.0)  # where the body of a CT in Hounsfield units lies (metal and padding aside)
+CT_AIR_BELOW = -900.0  # a CT shows some air (around the body, in the lungs or bowel) below this
+_PERCENTILE_SAMPLE = 2_000_000  # voxels sampled for percentiles of a large volume
 
 
 class DataError(ValueError):
@@ -146,6 +163,10 @@ def _read_sitk(path: Path, read_data: bool, problems: list[str]) -> tuple[_Volum
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK prints to stderr; the problem list says it all
     try:
         if path.is_dir():
+            series_problems = dicom_series_problems(path)  # headers first: GDCM reads a gappy series silently
+            if series_problems:
+                problems += series_problems
+                return None
             reader = sitk.ImageSeriesReader()
             series = reader.GetGDCMSeriesIDs(str(path))
             if not series:
@@ -232,22 +253,101 @@ def _inspect(
     return problems, volume
 
 
-def check_volume(path: str | os.PathLike, *, expect_ndim: int = 3, check_intensity: bool = True) -> list[str]:
+def _finite_values(data: np.ndarray) -> np.ndarray:
+    values = np.asarray(data)
+    if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+        values = values[np.isfinite(values)]
+    return values
+
+
+def _hounsfield_problems(values: np.ndarray, low: float, high: float) -> list[str]:
+    """Why ``values`` (finite, not constant) do not look like a CT in Hounsfield units; empty when they do."""
+    span = f"values span [{low:g}, {high:g}]"
+    if low >= 0 and high > 1000:
+        return [
+            f"{span}, none negative: stored pixel values without the DICOM rescale (RescaleSlope/RescaleIntercept)? "
+            "expected Hounsfield units, with air near -1000"
+        ]
+    if high - low <= 20:
+        return [f"{span}: a normalised or windowed image? expected Hounsfield units, from air near -1000 to bone"]
+    if low > CT_AIR_BELOW:
+        return [
+            f"lowest value is {low:g}: no air; expected a CT in Hounsfield units to show air near -1000 "
+            f"(some voxels below {CT_AIR_BELOW:g})"
+        ]
+    sample = values.ravel()[:: max(1, values.size // _PERCENTILE_SAMPLE)]
+    padding = low < CT_HU_RANGE[0]  # scanners fill outside the field of view with one value (-2048, -3024)
+    if padding:
+        sample = sample[sample > low]
+    if sample.size == 0:
+        return []
+    p_low, p_high = (float(v) for v in np.percentile(sample, [0.1, 99.9]))
+    if p_low < CT_HU_RANGE[0] or p_high > CT_HU_RANGE[1]:
+        left_out = f", padding value {low:g} left out" if padding else ""
+        return [
+            f"values span [{p_low:g}, {p_high:g}] (0.1st to 99.9th percentile{left_out}); expected Hounsfield units "
+            f"within about [{CT_HU_RANGE[0]:g}, {CT_HU_RANGE[1]:g}]"
+        ]
+    return []
+
+
+def intensity_problems(data, modality: str | None) -> list[str]:
+    """Implausible intensities of an image of ``modality``, as phrases without the file name.
+
+    Any modality: the image is not constant (a blank export). ``"CT"`` also: the values are Hounsfield units, i.e.
+    not all non-negative with a maximum in the thousands (stored values without the DICOM rescale), not squeezed
+    into a narrow range (a normalised image), some air below -900, and the body (the 0.1st to 99.9th
+    percentile, leaving out a padding value below -1100) within about [-1100, 4000]. NaN and infinite voxels are
+    left out here (:func:`check_volume` counts them).
+
+    Args:
+        data: the voxel values (numpy array or tensor).
+        modality: ``"CT"``, ``"MR"``, ...; None checks nothing.
+
+    Returns:
+        The problems found, each a short phrase; empty when the intensities are plausible.
+    """
+    if modality is None:
+        return []
+    values = _finite_values(np.asarray(data))
+    if values.size == 0:
+        return []
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        return [f"all voxels are {low:g}: a blank image; expected an image with contrast"]
+    if modality.upper() != "CT":
+        return []
+    return _hounsfield_problems(values, low, high)
+
+
+def check_volume(
+    path: str | os.PathLike,
+    *,
+    expect_ndim: int = 3,
+    check_intensity: bool = True,
+    modality: str | None = None,
+) -> list[str]:
     """Problems that would stop a MONAI pipeline from using one image.
 
     NIfTI files (``.nii``, ``.nii.gz``) are read with nibabel (header, then data); other files (NRRD, MetaImage,
-    a single DICOM file) and DICOM series folders are read with SimpleITK.
+    a single DICOM file) and DICOM series folders are read with SimpleITK, after checking a series folder's
+    headers (:func:`pipelines.dicom_checks.dicom_series_problems`: one series, no missing or duplicated slice).
 
     Args:
         path: an image file, or a folder holding one DICOM series.
         expect_ndim: number of spatial dimensions expected; trailing singleton dimensions are ignored.
         check_intensity: read the voxel data too (finds truncated files, NaN and infinite voxels). ``False``
             reads headers only (much faster, but a truncated compressed file can pass).
+        modality: with voxel data read, also check that the intensities fit the modality
+            (:func:`intensity_problems`: not constant; Hounsfield units for ``"CT"``). None skips this.
 
     Returns:
         The problems found, each a line starting with ``path``; empty when the image is usable.
     """
-    problems, _ = _inspect(path, expect_ndim, read_data=check_intensity, keep_data=False)
+    keep = check_intensity and modality is not None
+    problems, volume = _inspect(path, expect_ndim, read_data=check_intensity, keep_data=keep)
+    if volume is not None and volume.data is not None and not problems:
+        problems += [f"{path}: {p}" for p in intensity_problems(volume.data, modality)]
     return problems
 
 
@@ -271,21 +371,48 @@ def _geometry_problems(image_path, label_path, image: _Volume, label: _Volume, a
     return problems
 
 
-def _label_value_problems(label_path, data: np.ndarray) -> list[str]:
+def label_value_problems(label_path, data: np.ndarray, label_values: Sequence[int] | None = None) -> list[str]:
+    """Problems with the voxel values of a segmentation label.
+
+    Args:
+        label_path: the label's file, for the messages.
+        data: its voxel values.
+        label_values: the values the bundle's classes use on disk (``[0, 1, 2]``; BraTS: ``[0, 1, 2, 4]``).
+            None accepts any non-negative integer.
+
+    Returns:
+        The problems found (non-numeric type, non-integer values, values outside ``label_values`` or negative
+        ones), each a line starting with ``label_path``.
+    """
     problems = []
     if data.size == 0:
         return problems
     if np.issubdtype(data.dtype, np.floating):
-        finite = data[np.isfinite(data)] if not np.isfinite(data).all() else data
+        finite = _finite_values(data)
         if finite.size and not np.array_equal(finite, np.round(finite)):
             bad = finite[finite != np.round(finite)].ravel()[0]
             problems.append(f"{label_path}: label has non-integer values (e.g. {float(bad):g})")
     elif not (np.issubdtype(data.dtype, np.integer) or data.dtype == bool):
         problems.append(f"{label_path}: label has non-numeric voxel type {data.dtype}")
         return problems
-    if data.dtype != bool and np.nanmin(data) < 0:
-        problems.append(f"{label_path}: label has negative values (min {float(np.nanmin(data)):g})")
+    if label_values is None:
+        if data.dtype != bool and np.nanmin(data) < 0:
+            problems.append(f"{label_path}: label has negative values (min {float(np.nanmin(data)):g})")
+        return problems
+    found = np.unique(_finite_values(data)).astype(np.int64)
+    allowed = sorted(int(v) for v in label_values)
+    extra = np.setdiff1d(found, allowed)
+    if extra.size:
+        problems.append(
+            f"{label_path}: label has value(s) {_values(extra)} outside the classes' values {allowed} "
+            f"(values found: {_values(found)})"
+        )
     return problems
+
+
+def _values(values: np.ndarray, limit: int = 10) -> str:
+    text = ", ".join(str(int(v)) for v in values[:limit])
+    return "[" + text + (f", ... ({len(values)} values)" if len(values) > limit else "") + "]"
 
 
 def check_pair(
@@ -295,11 +422,14 @@ def check_pair(
     atol: float = 1e-3,
     expect_ndim: int = 3,
     check_intensity: bool = True,
+    label_values: Sequence[int] | None = None,
+    modality: str | None = None,
 ) -> list[str]:
     """Problems with an image and its segmentation label used together.
 
     Runs :func:`check_volume` on both, then checks that they have the same shape, voxel spacing and
-    affine (origin and direction) within ``atol`` mm, and that label values are non-negative integers.
+    affine (origin and direction) within ``atol`` mm, and that label values are non-negative integers (and
+    among ``label_values`` when given).
 
     Args:
         image_path: the image file or DICOM series folder.
@@ -307,15 +437,20 @@ def check_pair(
         atol: absolute tolerance on spacing and affine entries, in mm.
         expect_ndim: number of spatial dimensions expected.
         check_intensity: read voxel data (NaN / infinite voxels, label values); ``False`` checks headers only.
+        label_values: the values the classes use on disk; None accepts any non-negative integer.
+        modality: the image's modality, for :func:`intensity_problems` (None: no intensity plausibility check).
 
     Returns:
         The problems found, each naming the file it concerns; empty when the pair is usable.
     """
-    img_problems, image = _inspect(image_path, expect_ndim, read_data=check_intensity, keep_data=False)
+    keep_image = check_intensity and modality is not None
+    img_problems, image = _inspect(image_path, expect_ndim, read_data=check_intensity, keep_data=keep_image)
     lab_problems, label = _inspect(label_path, expect_ndim, read_data=check_intensity, keep_data=True)
+    if image is not None and image.data is not None and not img_problems:
+        img_problems += [f"{image_path}: {p}" for p in intensity_problems(image.data, modality)]
     problems = img_problems + lab_problems
     if label is not None and label.data is not None:
-        problems += _label_value_problems(label_path, label.data)
+        problems += label_value_problems(label_path, label.data, label_values)
     if image is not None and label is not None and not img_problems and not lab_problems:
         problems += _geometry_problems(image_path, label_path, image, label, atol)
     return problems
@@ -349,6 +484,22 @@ def _load_datalist(datalist: str | os.PathLike | Mapping) -> tuple[dict, str, Pa
     return data, str(path), path.parent
 
 
+def _entry_file_problems(images, labels, check_intensity, label_values, modality) -> list[str]:
+    """The problems of one datalist entry's files: each image with the first label, then the other labels."""
+    problems = []
+    if labels:
+        for img in images:
+            problems += check_pair(
+                img, labels[0], check_intensity=check_intensity, label_values=label_values, modality=modality
+            )
+        for lab in labels[1:]:
+            problems += check_volume(lab, check_intensity=check_intensity)
+    else:
+        for img in images:
+            problems += check_volume(img, check_intensity=check_intensity, modality=modality)
+    return list(dict.fromkeys(problems))  # a label shared by several images (MRI sequences) is reported once
+
+
 def validate_datalist(
     datalist_path_or_dict: str | os.PathLike | Mapping,
     *,
@@ -357,6 +508,8 @@ def validate_datalist(
     label_required: bool = True,
     check_intensity: bool = True,
     allow_outside_root: bool | None = None,
+    label_values: Sequence[int] | None = None,
+    modality: str | None = None,
 ) -> dict[str, int]:
     """Check a MONAI (Decathlon-style) datalist and every file it lists, reporting all problems at once.
 
@@ -377,6 +530,8 @@ def validate_datalist(
         allow_outside_root: accept paths outside the dataset root (``base_dir``). None (the default) checks
             them only when ``base_dir`` is given: a datalist checked on its own (the builders check the
             absolute paths they write) has no root to stay in.
+        label_values: the values the classes use on disk (``[0, 1, 2]``); None accepts any non-negative integer.
+        modality: the images' modality (``"CT"``: Hounsfield units; any: not constant); None skips these checks.
 
     Returns:
         Number of entries per checked section.
@@ -442,14 +597,7 @@ def validate_datalist(
                         seen[ident] = where
             if duplicate:
                 continue
-            if labels:
-                for img in images:
-                    problems += check_pair(img, labels[0], check_intensity=check_intensity)
-                for lab in labels[1:]:
-                    problems += check_volume(lab, check_intensity=check_intensity)
-            else:
-                for img in images:
-                    problems += check_volume(img, check_intensity=check_intensity)
+            problems += _entry_file_problems(images, labels, check_intensity, label_values, modality)
             if (i + 1) % 25 == 0:
                 logger.info("  %s: %d/%d entries checked", key, i + 1, len(section))
     if problems:
@@ -479,6 +627,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="accept datalist paths outside --base-dir (checked only when --base-dir is given)",
     )
     parser.add_argument("--ndim", type=int, default=3, help="spatial dimensions expected of images (default 3)")
+    parser.add_argument(
+        "--label-values", type=int, nargs="+", default=None, help="the label values of the classes (e.g. 0 1 2)"
+    )
+    parser.add_argument("--modality", default=None, help="CT: check Hounsfield units; any: check images aren't blank")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
@@ -494,13 +646,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     label_required=not args.no_label_required,
                     check_intensity=not args.headers_only,
                     allow_outside_root=args.allow_outside_root,
+                    label_values=args.label_values,
+                    modality=args.modality,
                 )
             except DataError as exc:
                 problems += exc.problems
             else:
                 print(f"ok {target}: " + ", ".join(f"{k}={v}" for k, v in counts.items()))
         else:
-            found = check_volume(target, expect_ndim=args.ndim, check_intensity=not args.headers_only)
+            found = check_volume(
+                target, expect_ndim=args.ndim, check_intensity=not args.headers_only, modality=args.modality
+            )
             problems += found
             if not found:
                 print(f"ok {target}")

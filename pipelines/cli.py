@@ -4,9 +4,10 @@ radcascade list                               # the workflows and their stages
 radcascade prepare liver                      # write the embedded default data (seeded phantoms)
 radcascade run liver train --set max_epochs=5 # run one bundle stage, with id overrides
 radcascade demo liver                         # prepare, train, evaluate and segment a held-out volume
+radcascade validate liver [PATH ...]          # check the configured datalist (or PATHs): every problem at once
 
-Exit status: 0 success; 2 bad input data (the problems are printed); 3 inference skipped at least one case
-(listed in ``<output_dir>/predictions/failures.json``).
+Exit status: 0 success; 2 bad input data or a bad ``--set`` override (the problems are printed); 3 inference
+skipped at least one case (listed in ``<output_dir>/predictions/failures.json``).
 """
 
 from __future__ import annotations
@@ -21,15 +22,24 @@ from pathlib import Path
 import yaml
 
 from pipelines.checks import find_data_error
+from pipelines.config_checks import check_overrides, load_stage_config, validate_workflow
 from pipelines.workflows import REPO_ROOT, STAGE_TYPES, STAGES, WORKFLOWS, get_workflow, prepare_default_data
 
-__all__ = ["main", "parse_overrides", "run_stage", "run_demo", "EXIT_DATA_ERROR", "EXIT_CASES_FAILED"]
+__all__ = [
+    "main",
+    "parse_overrides",
+    "checked_overrides",
+    "run_stage",
+    "run_demo",
+    "EXIT_DATA_ERROR",
+    "EXIT_CASES_FAILED",
+]
 
 logger = logging.getLogger("radcascade")
 
 # The demo's stages, in order; a workflow runs those it has.
 DEMO_STAGES = ("train", "train_classifier", "evaluate", "evaluate_classifier", "inference")
-EXIT_DATA_ERROR = 2  # bad input data, found before the work started
+EXIT_DATA_ERROR = 2  # bad input data (or a bad --set override), found before the work started
 EXIT_CASES_FAILED = 3  # inference skipped at least one case
 
 
@@ -40,15 +50,42 @@ def parse_overrides(pairs: list[str] | None) -> dict:
     nested items, as in ``monai.bundle run``.
 
     Raises:
-        ValueError: for an item without ``=``.
+        ValueError: for an item without ``=``, or whose value is not valid YAML.
     """
     overrides = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"override {pair!r} is not of the form id=value")
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            reason = " ".join(str(getattr(error, "problem", None) or error).split())
+            raise ValueError(f"{key}={value}: the value is not valid YAML ({reason})") from None
     return overrides
+
+
+def checked_overrides(name: str, stages: list[str], pairs: list[str] | None, new_pairs: list[str] | None) -> dict:
+    """The ``--set`` overrides and ``--set-new`` ids of a command that runs ``stages`` of workflow ``name``.
+
+    An id must be defined by the config of one of ``stages``, or of another stage of the workflow (the same
+    overrides may serve every stage; those are logged as unused), and its value must fit the id's default.
+
+    Raises:
+        ValueError: for a malformed item, an id no stage defines, or a value that does not fit the id's default
+            (:func:`pipelines.config_checks.check_overrides`).
+    """
+    overrides, new_ids = parse_overrides(pairs), parse_overrides(new_pairs)
+    if not overrides:
+        return new_ids
+    others = [stage for stage in get_workflow(name).stages if stage not in stages]
+    return check_overrides(
+        [load_stage_config(name, stage) for stage in stages],
+        overrides,
+        new_ids,
+        where=f"the {name} {'/'.join(stages)} config",
+        elsewhere=[load_stage_config(name, stage) for stage in others],
+    )
 
 
 def run_stage(name: str, stage: str, overrides: dict | None = None):
@@ -137,6 +174,16 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
     return results
 
 
+def _stages(args) -> list[str]:
+    """The stages whose configs a command's overrides go to (validate reads the first stage's config)."""
+    stages = get_workflow(args.workflow).stages
+    if args.command == "run":
+        return [args.stage]
+    if args.command == "demo":
+        return [stage for stage in DEMO_STAGES if stage in stages]
+    return [stages[0]]
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``radcascade``."""
     parser = argparse.ArgumentParser(prog="radcascade", description=__doc__.splitlines()[0])
@@ -149,12 +196,38 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one stage of a workflow's bundle")
     run.add_argument("workflow", choices=sorted(WORKFLOWS))
     run.add_argument("stage", choices=STAGES)
-    run.add_argument("--set", dest="overrides", action="append", metavar="ID=VALUE", help="override a config id")
+    _add_override_options(run)
     demo = sub.add_parser("demo", help="prepare, train, evaluate and segment on the default data")
     demo.add_argument("workflow", choices=sorted(WORKFLOWS))
     demo.add_argument("--output-dir", default=None, help="default: runs/<workflow>")
-    demo.add_argument("--set", dest="overrides", action="append", metavar="ID=VALUE", help="override a config id")
+    _add_override_options(demo)
+    check = sub.add_parser("validate", help="check a workflow's data (or PATHs) and report every problem at once")
+    check.add_argument("workflow", choices=sorted(WORKFLOWS))
+    check.add_argument("paths", nargs="*", metavar="PATH", help="datalists, images, DICOM series folders")
+    check.add_argument("--base-dir", default=None, help="folder datalist paths start from (default: dataset_dir)")
+    check.add_argument("--headers-only", action="store_true", help="skip reading voxel data (faster)")
+    _add_override_options(check)
     return parser
+
+
+def _add_override_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--set", dest="overrides", action="append", metavar="ID=VALUE", help="override a config id (checked)"
+    )
+    command.add_argument(
+        "--set-new", dest="new_ids", action="append", metavar="ID=VALUE", help="add an id the config lacks"
+    )
+
+
+def _validate(args, overrides: dict) -> int:
+    """``radcascade validate``: print every problem and a summary line; 2 when there are problems."""
+    problems, summary = validate_workflow(
+        args.workflow, args.paths, overrides, base_dir=args.base_dir, check_intensity=not args.headers_only
+    )
+    for problem in problems:
+        print(problem)
+    print(summary)
+    return EXIT_DATA_ERROR if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +242,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         print(prepare_default_data(args.workflow, num_cases=args.num_cases, seed=args.seed))
         return 0
-    overrides = parse_overrides(args.overrides)
+    try:
+        overrides = checked_overrides(args.workflow, _stages(args), args.overrides, args.new_ids)
+    except ValueError as error:  # a malformed or unknown --set, a wrong type
+        print(f"radcascade: {error}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    if args.command == "validate":
+        return _validate(args, overrides)
     try:
         if args.command == "run":
             from pipelines.robust_inference import failed_cases

@@ -194,6 +194,60 @@ def test_dicom_series_folder(tmp_path):
     _raises_naming(check_volume(empty), empty, "no DICOM series")
 
 
+def test_label_values_outside_the_classes(tmp_path):
+    lab = np.zeros(SHAPE, np.uint8)
+    lab[1:3, 1:3, 1] = 4
+    lab[5, 5, 5] = 3
+    image, label = _pair(tmp_path, array=lab)
+    assert check_pair(image, label) == []  # any non-negative integer without label_values
+    assert check_pair(image, label, label_values=[0, 1, 2, 3, 4]) == []
+    assert check_pair(image, label, label_values=[0, 1, 2, 4]) == [
+        f"{label}: label has value(s) [3] outside the classes' values [0, 1, 2, 4] (values found: [0, 3, 4])"
+    ]
+    assert check_pair(image, label, label_values=[0, 1, 2], check_intensity=False) == []  # headers only
+
+
+def _ct_volume(**changes) -> np.ndarray:
+    """A tiny CT in HU: air around a soft-tissue body with some bone."""
+    array = np.full(SHAPE, -1000, np.int16)
+    array[2:10, 2:8, :] = 40
+    array[5, 5, :] = 1200
+    for where, value in changes.items():
+        array[{"padding": (slice(0, 2), slice(None), slice(None)), "metal": (6, 6, 3)}[where]] = value
+    return array
+
+
+def test_ct_intensities(tmp_path):
+    good = _nifti(tmp_path / "ct.nii.gz", _ct_volume())
+    assert check_volume(good, modality="CT") == []
+    padded = _nifti(tmp_path / "padded.nii.gz", _ct_volume(padding=-3024))  # outside the field of view
+    assert check_volume(padded, modality="CT") == []
+    raw = _nifti(tmp_path / "raw.nii.gz", _ct_volume() + 1024)
+    assert check_volume(raw) == []  # no modality: no intensity plausibility check
+    [problem] = check_volume(raw, modality="CT")
+    assert problem.startswith(f"{raw}: values span [24, 2224], none negative: stored pixel values without the DICOM")
+    scaled = _nifti(tmp_path / "scaled.nii.gz", (_ct_volume().astype(np.float32) + 1000) / 2200)
+    _raises_naming(check_volume(scaled, modality="CT"), scaled, "a normalised or windowed image?")
+    mr = _nifti(tmp_path / "mr.nii.gz", np.abs(_ct_volume()) // 2)  # 20..600
+    _raises_naming(check_volume(mr, modality="CT"), mr, "lowest value is 20: no air")
+    assert check_volume(mr, modality="MR") == []
+    hot = np.full(SHAPE, -1000, np.int16)
+    hot[:, :, 2:] = 9000
+    hot_path = _nifti(tmp_path / "hot.nii.gz", hot)
+    _raises_naming(check_volume(hot_path, modality="CT"), hot_path, "expected Hounsfield units within about [-1100")
+
+
+def test_blank_image_is_reported_only_with_a_modality(tmp_path):
+    blank = _nifti(tmp_path / "blank.nii.gz", np.zeros(SHAPE, np.int16))
+    assert check_volume(blank) == []
+    for modality in ("CT", "MR"):
+        assert check_volume(blank, modality=modality) == [
+            f"{blank}: all voxels are 0: a blank image; expected an image with contrast"
+        ]
+    _, label = _pair(tmp_path, array=np.zeros(SHAPE, np.uint8))
+    assert check_pair(_nifti(tmp_path / "ct.nii.gz", _ct_volume()), label, modality="CT") == []  # empty label: fine
+
+
 # ---- datalists ------------------------------------------------------------------------------------------------
 def _datalist(folder: Path, n: int = 3) -> dict:
     pairs = [_pair(folder, name=f"c{i}") for i in range(n)]
@@ -282,3 +336,32 @@ def test_cli(tmp_path, capsys):
     assert "training=1" in capsys.readouterr().out
     assert main([str(tmp_path / "nope.nii.gz")]) == 1
     assert "nope.nii.gz: file not found" in capsys.readouterr().out
+
+
+def test_datalist_label_values_and_modality(tmp_path):
+    data = _datalist(tmp_path, 3)
+    lab = np.zeros(SHAPE, np.uint8)
+    lab[2, 2, 2] = 5
+    _nifti(tmp_path / "c1_lab.nii.gz", lab)
+    _nifti(tmp_path / "c2_img.nii.gz", np.zeros(SHAPE, np.int16))
+    path = _write(tmp_path, data)
+    assert validate_datalist(path)["training"] == 1
+    with pytest.raises(DataError) as info:
+        validate_datalist(path, label_values=[0, 1, 2], modality="CT")
+    assert info.value.problems == [
+        f"{tmp_path / 'c1_lab.nii.gz'}: label has value(s) [5] outside the classes' values [0, 1, 2] "
+        "(values found: [0, 5])",
+        f"{tmp_path / 'c2_img.nii.gz'}: all voxels are 0: a blank image; expected an image with contrast",
+    ]
+
+
+def test_cli_label_values_and_modality(tmp_path, capsys):
+    lab = np.zeros(SHAPE, np.uint8)
+    lab[2, 2, 2] = 3
+    image, label = _pair(tmp_path, array=lab)
+    path = _write(tmp_path, {"training": [{"image": image.name, "label": label.name}]})
+    assert main([str(path), "--keys", "training", "--label-values", "0", "1", "2"]) == 1
+    assert "outside the classes' values [0, 1, 2]" in capsys.readouterr().out
+    raw = _nifti(tmp_path / "raw.nii.gz", np.full(SHAPE, 3000, np.int16))
+    assert main([str(raw), "--modality", "CT"]) == 1
+    assert f"{raw}: all voxels are 3000" in capsys.readouterr().out

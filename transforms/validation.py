@@ -14,7 +14,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from pipelines.checks import DataError
+from pipelines.checks import DataError, intensity_problems
 
 __all__ = ["CheckVolume", "CheckVolumed"]
 
@@ -35,6 +35,9 @@ class CheckVolume(Transform):
         spatial_dims: expected number of spatial dimensions (3 for a CT volume, 2 for a radiograph).
         value_range: optional ``(low, high)`` outside which any voxel is an error (for example HU in CT).
         allow_non_finite: accept NaN and infinite voxels.
+        modality: check that the intensities fit the modality (:func:`pipelines.checks.intensity_problems`):
+            ``"CT"``: Hounsfield units (air near -1000, body within about [-1100, 4000]); any: not constant. Place
+            it before any intensity scaling. None skips this check.
 
     Raises:
         DataError: naming the file (from the ``MetaTensor`` metadata) and every problem found.
@@ -47,10 +50,12 @@ class CheckVolume(Transform):
         spatial_dims: int = 3,
         value_range: Sequence[float] | None = None,
         allow_non_finite: bool = False,
+        modality: str | None = None,
     ) -> None:
         self.spatial_dims = spatial_dims
         self.value_range = tuple(value_range) if value_range is not None else None
         self.allow_non_finite = allow_non_finite
+        self.modality = modality
 
     def problems(self, img: NdarrayOrTensor) -> list[str]:
         """Every problem of ``img`` as a short phrase (empty when it passes)."""
@@ -76,6 +81,8 @@ class CheckVolume(Transform):
                     found.append(
                         f"intensities span [{low:g}, {high:g}], outside the expected range {list(self.value_range)}"
                     )
+        if self.modality is not None:
+            found += intensity_problems(values.detach().cpu().numpy(), self.modality)
         return found
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
@@ -93,6 +100,8 @@ class CheckVolumed(MapTransform):
         spatial_dims: expected number of spatial dimensions.
         value_range: per-key ``(low, high)`` ranges, or one range for all keys, or None.
         allow_non_finite: accept NaN and infinite voxels.
+        modality: per-key modalities (``{"image": "CT"}``: labels have none), or one for all keys, or None; see
+            :class:`CheckVolume`.
         ref_key: key whose spatial shape and affine the other keys must match (image and label on one grid).
         atol: tolerance on the affine comparison, in mm.
         allow_missing_keys: don't raise when a key is absent.
@@ -109,10 +118,14 @@ class CheckVolumed(MapTransform):
         ref_key: Hashable | None = None,
         atol: float = 1e-3,
         allow_missing_keys: bool = False,
+        modality: str | Mapping[Hashable, str] | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         ranges = value_range if isinstance(value_range, Mapping) else {key: value_range for key in self.keys}
-        self.checkers = {key: CheckVolume(spatial_dims, ranges.get(key), allow_non_finite) for key in self.keys}
+        modalities = modality if isinstance(modality, Mapping) else {key: modality for key in self.keys}
+        self.checkers = {
+            key: CheckVolume(spatial_dims, ranges.get(key), allow_non_finite, modalities.get(key)) for key in self.keys
+        }
         self.ref_key = ref_key
         self.atol = atol
 

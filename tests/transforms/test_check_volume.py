@@ -55,3 +55,34 @@ def test_error_names_the_file():
 def test_integer_volume_skips_finite_check():
     img = torch.zeros((1, 3, 3, 3), dtype=torch.int16)
     assert CheckVolume()(img) is img
+
+
+def _ct(offset: float = 0.0, scale: float = 1.0) -> np.ndarray:
+    """A tiny CT in HU: air around a soft-tissue body with a bone; ``offset``/``scale`` break the units."""
+    data = np.full((1, 8, 8, 4), -1000.0, np.float32)
+    data[0, 2:6, 2:6] = 40.0
+    data[0, 3, 3] = 900.0
+    return data * scale + offset
+
+
+@pytest.mark.parametrize("as_type", ARRAY_TYPES)
+def test_ct_in_hounsfield_units_passes(as_type):
+    img = as_type(_ct())
+    assert CheckVolume(modality="CT")(img) is img
+
+
+@pytest.mark.parametrize("as_type", ARRAY_TYPES)
+def test_ct_without_rescale_or_normalised(as_type):
+    with pytest.raises(DataError, match=r"values span \[24, 1924\], none negative: stored pixel values"):
+        CheckVolume(modality="CT")(as_type(_ct(offset=1024.0)))
+    with pytest.raises(DataError, match="a normalised or windowed image"):
+        CheckVolume(modality="CT")(as_type((_ct() + 1000.0) / 1900.0))
+
+
+@pytest.mark.parametrize("as_type", ARRAY_TYPES)
+def test_blank_image_for_any_modality(as_type):
+    for modality in ("CT", "MR"):
+        with pytest.raises(DataError, match="all voxels are 0: a blank image"):
+            CheckVolume(modality=modality)(as_type(np.zeros((1, 4, 4, 4), np.float32)))
+    mr = as_type(np.abs(_ct()))  # MR-like values, never checked as HU
+    assert CheckVolume(modality="MR")(mr) is mr

@@ -61,3 +61,14 @@ def test_per_key_value_range():
     transform = CheckVolumed(keys=["image", "label"], value_range={"image": (-1024, 4000)})
     with pytest.raises(DataError, match=r"item 'image': intensities span \[5000, 5000\]"):
         transform(data)
+
+
+def test_per_key_modality_leaves_labels_alone():
+    image = np.full((1, 4, 4, 4), -1000.0, np.float32)
+    image[0, 1:3] = 50.0
+    data = {"image": _meta(image, "ct.nii.gz"), "label": _meta(np.zeros((1, 4, 4, 4), np.uint8), "lbl.nii.gz")}
+    transform = CheckVolumed(keys=["image", "label"], ref_key="image", modality={"image": "CT"})
+    assert transform(data)["label"] is data["label"]  # an all-background label is fine
+    data["image"] = _meta(image + 1024.0, "raw.nii.gz")
+    with pytest.raises(DataError, match="raw.nii.gz: values span .* none negative"):
+        transform(data)
