@@ -82,6 +82,7 @@ def test_training_writes_both_checkpoints_and_mlflow_runs_with_per_class_dice(tr
         assert f"val_{cls.replace(' ', '_')}_dice" in run.data.metrics
     (classifier_run,) = _finished_runs(out, f"test_{name}", "train_classifier")
     assert "val_f1" in classifier_run.data.metrics
+    assert (out / "training_curves.png").is_file()
 
 
 def test_evaluate_scores_every_class_on_the_original_geometry(trained):
@@ -98,6 +99,12 @@ def test_evaluate_scores_every_class_on_the_original_geometry(trained):
         for region in ("whole_tumour", "tumour_core", "enhancing_tumour"):
             assert f"test_{region}_dice" in summary
         assert "test_tversky" in summary
+    # the report: one overlay of the test case (brain: one of its four sequences, inverted onto the label's grid)
+    (overlay,) = (eval_dir / "overlays").glob("*.png")
+    report = (eval_dir / "report.html").read_text(encoding="utf-8")
+    assert f'src="overlays/{overlay.name}"' in report
+    for cls in get_workflow(name).classes[1:]:
+        assert f"<th>{cls}</th>" in report
 
 
 def test_evaluate_classifier_writes_slice_results(trained):
