@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser
 from monai.data import MetaTensor
-from monai.transforms import Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, Invertd, LoadImaged
+from monai.transforms import Activationsd, Compose, EnsureChannelFirstd, LoadImaged
 
 from pipelines.workflows import get_workflow
+from transforms.resample import ResampleToSourced
 
 __all__ = ["Segmenter", "load_weights"]
 
@@ -67,29 +68,31 @@ class Segmenter:
         reports = getattr(self.inferer, "reports", [])
         return reports[-1] if reports and self.inferer.enabled else None
 
-    def _prepare(self, image) -> tuple[dict, Compose]:
+    def _prepare(self, image) -> dict:
         if isinstance(image, (str, os.PathLike)):
-            return self.file_preprocessing({"image": str(image)}), self.file_preprocessing
+            return self.file_preprocessing({"image": str(image)})
         if hasattr(image, "affine") and hasattr(image, "dataobj"):  # a nibabel image
             array = np.asanyarray(image.dataobj)
             meta = {"filename_or_obj": image.get_filename() or "image"}
             image = MetaTensor(torch.as_tensor(array.astype(np.float32)), affine=image.affine, meta=meta)
         if not isinstance(image, MetaTensor):
             raise ValueError("give a path, a nibabel image, or a MetaTensor (X, Y, Z) carrying its affine")
+        # the geometry the prediction is resampled back to, as LoadImage records it for files
+        image.meta.setdefault("original_affine", np.asarray(image.affine, dtype=np.float64))
+        image.meta.setdefault("spatial_shape", np.asarray(image.shape[-3:]))
         data = EnsureChannelFirstd("image", channel_dim="no_channel")({"image": image})
-        return self.array_preprocessing(data), self.array_preprocessing
+        return self.array_preprocessing(data)
 
     @torch.inference_mode()
     def __call__(self, image) -> MetaTensor:
         """Segment ``image``; returns a uint8 label map ``(1, X, Y, Z)`` on the input's grid and affine."""
-        data, preprocessing = self._prepare(image)
+        data = self._prepare(image)
         batch = data["image"][None].to(self.device)
         data["pred"] = self.inferer(batch, self.network)[0]
         post = Compose(
             [
                 Activationsd("pred", softmax=True),
-                Invertd("pred", transform=preprocessing, orig_keys="image", nearest_interp=False, to_tensor=True),
-                AsDiscreted("pred", argmax=True),
+                ResampleToSourced("pred", ref_key="image", argmax=True),
                 self.label_postprocessing,
                 self.prediction_mapping,
             ]

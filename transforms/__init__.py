@@ -1,6 +1,7 @@
 """MONAI transforms of the project: array transforms and their dictionary twins (suffix ``d``)."""
 
 from .io import ReloadFromSource, ReloadFromSourced
+from .resample import ResampleToSource, ResampleToSourced
 from .slices import (
     ExtractSlices,
     ExtractSlicesd,
@@ -22,6 +23,8 @@ __all__ = [
     "RandSliceSamplesd",
     "ReloadFromSource",
     "ReloadFromSourced",
+    "ResampleToSource",
+    "ResampleToSourced",
     "SliceLabels",
     "SliceLabelsd",
     "SliceSamples",
