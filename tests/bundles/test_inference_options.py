@@ -1,5 +1,6 @@
 """Inference options of the CT bundles read from the command line: use_cascade as a string, DICOM SEG output."""
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -93,7 +94,8 @@ def test_dicom_seg_holds_the_nifti_prediction_on_the_source_slices(trained, live
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == datasets[0].SeriesInstanceUID
     assert [s.SegmentLabel for s in seg.SegmentSequence] == ["liver", "tumour"]
     algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
-    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("Liver CT segmentation", "0.1.0")
+    metadata = json.loads((Path(__file__).resolve().parents[2] / "bundles/liver/configs/metadata.json").read_text())
+    assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("Liver CT segmentation", metadata["version"])
     frames = seg.get_pixels_by_source_instance(
         [ds.SOPInstanceUID for ds in datasets], combine_segments=True, assert_missing_frames_are_empty=True
     )
