@@ -406,7 +406,7 @@ def bundle_algorithm(metadata_file: str | os.PathLike) -> dict[str, str]:
 class SaveDicomSeg(Transform):
     """Write a prediction as ``<output_dir>/<case>_<output_postfix>.dcm`` when its source is a DICOM series folder.
 
-    The source is the prediction's ``filename_or_obj`` metadata (the input folder, kept by ``Invertd``) unless
+    The source is the prediction's ``filename_or_obj`` metadata (the input folder, kept by ``ResampleToSourced``) unless
     given. Any other source (a NIfTI file): a warning, and nothing is written. The image is returned unchanged.
 
     Args:
