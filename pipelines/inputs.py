@@ -16,12 +16,14 @@ from monai.data import load_decathlon_datalist
 __all__ = ["IMAGE_SUFFIXES", "case_name", "is_dicom_series_dir", "list_inference_inputs"]
 
 IMAGE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+# 2D images: stripped from case names too, never listed as volumes
+_NAME_SUFFIXES = IMAGE_SUFFIXES + (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def case_name(path: str | os.PathLike) -> str:
     """A case's name: the base name of its file or DICOM folder without an image suffix (``ct_7.nii.gz``: ``ct_7``)."""
     base = os.path.basename(str(path).rstrip("/"))
-    for suffix in IMAGE_SUFFIXES:
+    for suffix in _NAME_SUFFIXES:
         if base.lower().endswith(suffix):
             return base[: -len(suffix)]
     return base

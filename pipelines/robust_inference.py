@@ -105,15 +105,24 @@ class FailureReport:
         self.write()
 
     def record(self, files: str, error: BaseException | str, stage: str) -> None:
-        """A case failed at ``stage``; logged at once, and written to the report."""
+        """A case failed at ``stage``; logged at once, and written to the report.
+
+        A workflow with several stages over the same cases (the chest X-ray one segments, then classifies) shares
+        one report: a case is listed once, at the first stage that failed it, and no longer counts as done.
+        """
         message = error if isinstance(error, str) else describe_error(error)
-        self.failures.append({"case": _case(files), "file": files, "stage": stage, "error": message})
         logger.error("case %s skipped (%s failed): %s", files, stage, message)
+        if any(f["file"] == files for f in self.failures):
+            return
+        self.failures.append({"case": _case(files), "file": files, "stage": stage, "error": message})
+        if files in self.segmented:
+            self.segmented.remove(files)
         self.write()
 
     def succeeded(self, files: str) -> None:
-        """A case was segmented."""
-        self.segmented.append(files)
+        """A case went through (every stage of a workflow that runs several must succeed for it to count)."""
+        if files not in self.segmented and not any(f["file"] == files for f in self.failures):
+            self.segmented.append(files)
 
     def as_dict(self) -> dict[str, Any]:
         return {

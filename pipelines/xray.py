@@ -43,6 +43,7 @@ __all__ = [
     "check_radiograph",
     "validate_xray_datalist",
     "list_xray_inputs",
+    "xray_inference_inputs",
     "PrepareClassBatch",
     "save_gradcam_overlays",
     "ClassificationResultsSaver",
@@ -288,6 +289,36 @@ def list_xray_inputs(
     return items
 
 
+def xray_inference_inputs(
+    input_path: str | os.PathLike,
+    failures,
+    base_dir: str | os.PathLike | None = None,
+    section: str = "test",
+    check_intensity: bool = True,
+) -> list[dict[str, str]]:
+    """The radiographs to process from ``input_path`` (see :func:`list_xray_inputs`), each checked first with
+    :func:`check_radiograph`; the bad ones are recorded in ``failures`` (a
+    :class:`pipelines.robust_inference.FailureReport`) at the ``input check`` stage and left out.
+
+    Raises:
+        DataError: when ``input_path`` does not exist or holds no radiograph (nothing to do at all).
+    """
+    try:
+        items = list_xray_inputs(input_path, section=section, base_dir=base_dir)
+    except ValueError as err:
+        raise DataError(str(err)) from err
+    failures.start(len(items))
+    good = []
+    for item in items:
+        problems = check_radiograph(item["image"], check_intensity=check_intensity)
+        if problems:
+            failures.record(str(item["image"]), "; ".join(problems), stage="input check")
+        else:
+            good.append(item)
+    logger.info("inference: %d of %d radiograph(s) passed the input check", len(good), len(items))
+    return good
+
+
 class PrepareClassBatch(PrepareBatch):
     """``prepare_batch`` of MONAI engines for classification: ``(batch[image_key], batch[class_key])``.
 
@@ -424,7 +455,9 @@ class ClassificationResultsSaver:
         self.rows, self.labels, self.probabilities, self._candidates = [], [], [], {}
 
     def collect(self, engine: Engine) -> None:
-        """Record the radiographs of the current batch."""
+        """Record the radiographs of the current batch (none when a robust evaluator skipped a failed one)."""
+        if not engine.state.output:
+            return
         for item, sample in zip(engine.state.output, engine.state.batch, strict=True):
             probs = torch.softmax(torch.as_tensor(item["pred"]).detach().float().flatten(), dim=0).cpu().numpy()
             if probs.shape[0] != len(self.class_names):

@@ -175,3 +175,21 @@ def test_failed_cases_of_a_workflow():
     report.record("/x.nii.gz", "broken", stage="loading")
     assert failed_cases(SimpleNamespace(parser=parser)) == report.failures
     assert failed_cases(SimpleNamespace(parser=ConfigParser({}))) == []
+
+
+def test_a_report_shared_by_several_stages_counts_each_case_once(tmp_path):
+    report = FailureReport(tmp_path / "failures.json")
+    report.start(3)
+    report.succeeded("/in/a.png")  # segmented ...
+    report.succeeded("/in/b.png")
+    report.record("/in/c.png", "unreadable", stage="loading")
+    report.succeeded("/in/a.png")  # ... and classified
+    report.record("/in/b.png", "classifier failed", stage="inference")  # segmented, then failed
+    report.record("/in/c.png", "unreadable again", stage="loading")  # the second stage meets it again
+    report.succeeded("/in/c.png")
+    saved = json.loads((tmp_path / "failures.json").read_text())
+    assert (saved["total"], saved["segmented"], saved["failed"]) == (3, 1, 2)
+    assert [(f["case"], f["stage"], f["error"]) for f in saved["failures"]] == [
+        ("c", "loading", "unreadable"),
+        ("b", "inference", "classifier failed"),
+    ]

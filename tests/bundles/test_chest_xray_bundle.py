@@ -196,6 +196,29 @@ def test_inference_writes_nifti_masks_on_request(trained_segmenter, trained_clas
     assert mask.shape == (64, 64) and set(np.unique(np.asarray(mask.dataobj)).tolist()) <= {0, 1}
 
 
+def test_inference_skips_and_reports_bad_radiographs(trained_segmenter, trained_classifier, tmp_path):
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    source = Path(trained_segmenter["dataset_dir"]) / _test_entries(trained_segmenter)[0]["image"]
+    Image.open(source).save(inputs / "good.png")
+    data = source.read_bytes()
+    (inputs / "cut.png").write_bytes(data[: len(data) // 2])  # truncated mid-stream
+    (inputs / "empty.png").write_bytes(b"")
+    out = tmp_path / "infer"
+    run_xray_stage("inference", {**trained_segmenter, "input_path": str(inputs), "output_dir": str(out)})
+    predictions = out / "predictions"
+    report = json.loads((predictions / "failures.json").read_text())
+    assert (report["total"], report["segmented"], report["failed"]) == (3, 1, 2)
+    assert sorted((f["case"], f["stage"]) for f in report["failures"]) == [
+        ("cut", "input check"),
+        ("empty", "input check"),
+    ]
+    assert all(f["error"].startswith(f["file"]) for f in report["failures"])
+    assert [p.name for p in predictions.glob("*_mask.png")] == ["good_mask.png"]
+    with open(predictions / "classification.csv") as handle:
+        assert [Path(r["file"]).name for r in csv.DictReader(handle)] == ["good.png"]
+
+
 def _truncate_image(root: Path, entry: dict) -> tuple[str, str]:
     path = root / entry["image"]
     path.write_bytes(path.read_bytes()[:100])
