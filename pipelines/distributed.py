@@ -7,7 +7,8 @@ One process per GPU (NCCL) or per CPU slot (gloo), started by ``torchrun``, whic
 - wraps the network in ``DistributedDataParallel`` (:func:`wrap_ddp`);
 - caches only its shard of the training and validation lists (:func:`shard_datalist`);
 - keeps the handlers that write (MLflow, checkpoints, training state, console statistics) on rank 0 only
-  (:func:`rank_zero_only`); the metrics and early stopping stay on every rank, so all ranks stop together.
+  (:func:`rank_zero_only`); the metrics and early stopping stay on every rank, so all ranks stop together;
+- seeds its random generators with its own seed (:func:`rank_seed`), so the ranks draw different augmentations.
 
 See ``docs/distributed.md``.
 """
@@ -25,6 +26,7 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.data import partition_dataset
+from monai.utils.misc import MAX_SEED
 
 __all__ = [
     "RANK_ZERO_ONLY",
@@ -38,6 +40,7 @@ __all__ = [
     "init_distributed",
     "prepare_tracking_store",
     "rank_device",
+    "rank_seed",
     "rank_zero_only",
     "RankWeightsSaver",
     "shard_datalist",
@@ -134,6 +137,25 @@ def destroy_distributed() -> None:
     """Leave the process group, if one was joined."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def rank_seed(seed: int | None, rank: int | None = None) -> int | None:
+    """The seed of this rank's random generators: ``seed + rank`` (modulo 2**32); ``None`` stays ``None``.
+
+    With the same seed everywhere, every rank would draw the same crops, flips and noise (and dropout masks), so
+    ``world_size`` ranks would add no variety to an epoch. ``seed + rank`` keeps a run reproducible for a given
+    number of ranks, and rank 0 draws as a single-process training with ``seed`` does. The data shards are drawn
+    with ``seed`` itself, the same on every rank (:func:`shard_datalist`), and DDP broadcasts rank 0's initial
+    weights, so the ranks still start from the same network.
+
+    Args:
+        seed: the bundle's ``seed``.
+        rank: defaults to the process group's rank.
+    """
+    if seed is None:
+        return None
+    rank = get_rank() if rank is None else rank
+    return (int(seed) + int(rank)) % MAX_SEED
 
 
 def prepare_tracking_store(tracking_uri: str) -> None:

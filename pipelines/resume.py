@@ -5,35 +5,42 @@ A training stage (``train.yaml``, ``train_classifier.yaml``) wires four pieces:
 - :class:`TrainingState`: where the state lives (``<ckpt_dir>/train_state.pt``) and whether this run resumes
   from it (``resume: true``); the objects below share it.
 - :class:`TrainingStateHandler` (on the trainer): at the end of every epoch, after validation, writes the
-  network, optimizer, LR scheduler, trainer (epoch, iteration), AMP scaler, early-stopping counter and the
-  MLflow run id to that file atomically; when resuming, loads them back when the trainer starts, so ignite goes
-  on with the next epoch.
+  network, optimizer, LR scheduler, trainer (epoch, iteration), AMP scaler, early-stopping counter, random
+  generators and the MLflow run id to that file atomically; when resuming, loads them back when the trainer
+  starts, so ignite goes on with the next epoch.
 - :class:`BestCheckpointSaver` (on the validator): writes the best model (``model.pt``, a plain state dict as
   before) atomically when the key metric improves, and records its score in ``model.best.json`` *before* the
   model, so a resumed run never replaces the best model with a worse one, even after a kill between the two.
 - :class:`ResumableRunHandler` (on trainer and validator): the first to start creates the MLflow run, or
   reopens the run named in the state when resuming; the others join it.
 
-What is not restored: the random generators of the data augmentation (a resumed run draws other crops than an
-uninterrupted one would), and the part of the epoch that was running when the process died (it is run again).
+The state includes the random generators (:func:`capture_random_state`): Python's ``random``, NumPy's global
+generator, torch's CPU and CUDA generators, the ``R`` of every MONAI ``Randomizable`` in the training dataset's
+transforms, and the DataLoader's own generators, so a resumed run draws the same crops, flips and shuffling as an
+uninterrupted one. What is not restored: the part of the epoch that was running when the process died (it is run
+again).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from ignite.handlers.checkpoint import BaseSaveHandler
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
+from monai.transforms import Randomizable, Transform
 
 from pipelines.atomic import atomic_write, write_json_atomic
 from pipelines.path_safety import as_bool
@@ -42,10 +49,14 @@ from pipelines.tracking import TrackedRunHandler
 __all__ = [
     "STATE_VERSION",
     "AtomicDiskSaver",
+    "BatchDigestRecorder",
     "BestCheckpointSaver",
     "TrainingState",
     "TrainingStateHandler",
     "ResumableRunHandler",
+    "capture_random_state",
+    "randomizable_transforms",
+    "restore_random_state",
 ]
 
 logger = logging.getLogger(__name__)
@@ -280,8 +291,181 @@ class TrainingState:
         return prefix + time.strftime("%Y%m%d_%H%M%S")
 
 
+def _data_loader(engine: Engine) -> Any:
+    """The data a trainer runs on: ignite's ``state.dataloader`` once running, else MONAI's ``data_loader``."""
+    loader = getattr(engine.state, "dataloader", None)
+    return loader if loader is not None else getattr(engine, "data_loader", None)
+
+
 def _module_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the random generators
+# ---------------------------------------------------------------------------------------------------------------
+_WALKED = (Transform, Randomizable, torch.utils.data.Dataset)
+
+
+def randomizable_transforms(root: Any) -> list[tuple[str, Randomizable]]:
+    """Every MONAI ``Randomizable`` reachable from ``root`` with its own ``R``, and its path from ``root``.
+
+    ``root`` is a DataLoader (its ``dataset`` is walked), a dataset or a transform. The walk follows the attributes
+    that hold transforms or datasets, and lists of them: a dataset's ``transform`` (and a wrapped ``dataset``), a
+    ``Compose``'s ``transforms``, the array transform inside a dictionary one (``RandRotated.rand_rotate``). The
+    order is that of the attributes, so the same configuration always gives the same paths
+    (``dataset.transform.transforms[9].rand_rotate``); each object is listed once.
+    """
+    found: list[tuple[str, Randomizable]] = []
+    seen: set[int] = set()
+
+    def walk(obj: Any, path: str) -> None:
+        if isinstance(obj, (list, tuple)):
+            for i, item in enumerate(obj):
+                if isinstance(item, (*_WALKED, list, tuple)):
+                    walk(item, f"{path}[{i}]")
+            return
+        if not isinstance(obj, _WALKED) or id(obj) in seen:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, Randomizable) and isinstance(getattr(obj, "R", None), np.random.RandomState):
+            found.append((path, obj))
+        for key, value in vars(obj).items():
+            if not key.startswith("__") and isinstance(value, (*_WALKED, list, tuple)):
+                walk(value, f"{path}.{key}")
+
+    if isinstance(root, torch.utils.data.DataLoader):
+        walk(root.dataset, "dataset")
+    else:
+        walk(root, type(root).__name__)
+    return found
+
+
+def _loader_generators(loader: Any) -> dict[str, torch.Generator]:
+    """The ``torch.Generator`` objects a DataLoader shuffles with, by where they sit; empty when it has none (a
+    ``RandomSampler`` without a generator draws its seed from torch's global generator, restored anyway)."""
+    owners = {
+        "generator": loader,
+        "sampler.generator": getattr(loader, "sampler", None),
+        "batch_sampler.sampler.generator": getattr(getattr(loader, "batch_sampler", None), "sampler", None),
+    }
+    generators: dict[str, torch.Generator] = {}
+    for name, owner in owners.items():
+        generator = getattr(owner, "generator", None)
+        if isinstance(generator, torch.Generator) and all(generator is not g for g in generators.values()):
+            generators[name] = generator
+    return generators
+
+
+def _numpy_state(state: tuple) -> dict:
+    """``RandomState.get_state()`` as tensors and numbers (a plain ``ndarray`` is refused by ``weights_only``)."""
+    name, keys, pos, has_gauss, cached_gaussian = state
+    return {
+        "name": str(name),
+        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached_gaussian),
+    }
+
+
+def _numpy_tuple(saved: Mapping) -> tuple:
+    """The inverse of :func:`_numpy_state`: a tuple for ``RandomState.set_state``."""
+    keys = saved["keys"].cpu().numpy().astype(np.uint32)
+    return saved["name"], keys, int(saved["pos"]), int(saved["has_gauss"]), float(saved["cached_gaussian"])
+
+
+def capture_random_state(loader: Any = None) -> dict:
+    """The state of every random generator a training draws from, as tensors, lists and numbers.
+
+    Python's ``random``, NumPy's global generator, torch's CPU generator and, once CUDA is in use, every CUDA
+    device's generator; with ``loader``, also the ``R`` of each ``Randomizable`` in its dataset's transforms (see
+    :func:`randomizable_transforms`) and the DataLoader's own ``torch.Generator`` objects, if any. The result loads
+    with ``torch.load(weights_only=True)``; :func:`restore_random_state` puts it back.
+
+    With ``num_workers > 0`` the workers' transforms are seeded from torch's generator when each epoch's iterator
+    starts (MONAI's ``worker_init_fn``), so restoring torch's generator restores them too (unless the workers are
+    persistent).
+    """
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
+        "numpy": _numpy_state(np.random.get_state()),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = list(torch.cuda.get_rng_state_all())
+    if loader is not None:
+        transforms = randomizable_transforms(loader)
+        state["transforms"] = {
+            "paths": [path for path, _ in transforms],
+            "states": [_numpy_state(transform.R.get_state()) for _, transform in transforms],
+        }
+        state["generators"] = {name: g.get_state() for name, g in _loader_generators(loader).items()}
+    return state
+
+
+def restore_random_state(saved: Mapping, loader: Any = None, source: str = "the saved state") -> None:
+    """Put back the generators saved by :func:`capture_random_state`.
+
+    The global generators are always restored. The transforms' ``R`` are restored only when ``loader``'s transforms
+    have the same paths as when saved; otherwise (the augmentation changed) they keep their seeds and a warning says
+    so, as it does for CUDA states saved on another number of devices or on a CUDA machine when resuming on the CPU.
+
+    Args:
+        saved: the ``random`` entry of a training state.
+        loader: the training DataLoader whose transforms and generators to restore.
+        source: named in the warnings (the state file).
+    """
+    python = saved["python"]
+    random.setstate((int(python["version"]), tuple(int(x) for x in python["internal"].tolist()), python["gauss_next"]))
+    np.random.set_state(_numpy_tuple(saved["numpy"]))
+    torch.set_rng_state(saved["torch"].cpu())
+    cuda = saved.get("cuda") or []
+    if cuda and not torch.cuda.is_available():
+        logger.warning("%s: the CUDA random generators were saved on a CUDA machine; not restored on the CPU", source)
+    elif cuda:
+        count = torch.cuda.device_count()
+        if len(cuda) != count:
+            logger.warning(
+                "%s: CUDA random generators saved for %d device(s), %d here: restoring the first %d",
+                source,
+                len(cuda),
+                count,
+                min(count, len(cuda)),
+            )
+        for device, state in enumerate(cuda[:count]):
+            torch.cuda.set_rng_state(state.cpu(), device)
+    if loader is None:
+        return
+    _restore_loader(saved, loader, source)
+
+
+def _restore_loader(saved: Mapping, loader: Any, source: str) -> None:
+    transforms = randomizable_transforms(loader)
+    paths = [path for path, _ in transforms]
+    saved_transforms = saved.get("transforms")
+    if saved_transforms is None:
+        logger.warning("%s holds no random state of the transforms: the augmentation starts from its seed", source)
+    elif list(saved_transforms["paths"]) != paths:
+        changed = sorted(set(paths).symmetric_difference(saved_transforms["paths"]))
+        logger.warning(
+            "%s: the random transforms changed since it was saved (%d then, %d now; differing: %s): "
+            "their random states are not restored, the augmentation starts from its seed",
+            source,
+            len(saved_transforms["paths"]),
+            len(paths),
+            ", ".join(changed[:5]) or "the order",
+        )
+    else:
+        for (_, transform), state in zip(transforms, saved_transforms["states"], strict=True):
+            transform.R.set_state(_numpy_tuple(state))
+    saved_generators = saved.get("generators") or {}
+    for name, generator in _loader_generators(loader).items():
+        if name in saved_generators:
+            generator.set_state(saved_generators[name].cpu())
+        else:
+            logger.warning("%s holds no state of the DataLoader's %s: not restored", source, name)
 
 
 class TrainingStateHandler:
@@ -298,6 +482,9 @@ class TrainingStateHandler:
         best_saver: the validator's :class:`BestCheckpointSaver`, whose score to beat is restored.
         early_stop: MONAI's ``EarlyStopHandler``, whose patience counter and best score are saved and restored.
         save_interval: save every N epochs.
+        random_state: save the random generators with the state and restore them (see :func:`capture_random_state`;
+            the transforms are those of the trainer's DataLoader), so a resumed run draws the batches an
+            uninterrupted one would.
     """
 
     def __init__(
@@ -308,8 +495,9 @@ class TrainingStateHandler:
         best_saver: BestCheckpointSaver | None = None,
         early_stop: Any = None,
         save_interval: int = 1,
+        random_state: bool = True,
     ) -> None:
-        reserved = sorted(set(save_dict) & {"trainer", "scaler", "early_stop", "meta"})
+        reserved = sorted(set(save_dict) & {"trainer", "scaler", "early_stop", "random", "meta"})
         if reserved:
             raise ValueError(f"save_dict must not hold {reserved}: the handler saves them itself")
         self.state = state
@@ -318,6 +506,7 @@ class TrainingStateHandler:
         self.best_saver = best_saver
         self.early_stop = early_stop
         self.save_interval = int(save_interval)
+        self.random_state = as_bool(random_state, "random_state")
 
     def attach(self, engine: Engine) -> None:
         """Check a state to resume from against this training now (before any run starts), and register the
@@ -346,6 +535,8 @@ class TrainingStateHandler:
         early = self._early_stopping()
         if early is not None:
             checkpoint["early_stop"] = dict(early.state_dict())
+        if self.random_state:
+            checkpoint["random"] = capture_random_state(_data_loader(engine))
         checkpoint["meta"] = {
             "version": STATE_VERSION,
             "epoch": int(engine.state.epoch),
@@ -416,6 +607,15 @@ class TrainingStateHandler:
         if record is not None and self.evaluator is not None:
             self.evaluator.state.best_metric = float(record["score"])
             self.evaluator.state.best_metric_epoch = int(record.get("epoch") or -1)
+        if self.random_state:
+            if "random" in checkpoint:
+                restore_random_state(checkpoint["random"], _data_loader(engine), source=str(self.state.path))
+            else:
+                logger.warning(
+                    "%s holds no random state (saved by an older version): the augmentation does not continue where "
+                    "it stopped",
+                    self.state.path,
+                )
         logger.info(
             "resumed the training from %s at epoch %d of %s (best %s so far: %s)",
             self.state.path,
@@ -437,6 +637,70 @@ class TrainingStateHandler:
         if self.state.path.is_file():
             logger.info("new training: removing the training state %s of an earlier training", self.state.path)
             self.state.path.unlink(missing_ok=True)
+
+
+def _rank() -> int:
+    """This process's rank in its process group; 0 without one."""
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class BatchDigestRecorder:
+    """Handler recording a short digest of every training batch, per epoch, in a JSON file.
+
+    For checking reproducibility: a resumed training should see the same batches as an uninterrupted one from the
+    epoch it resumes at, and the ranks of a DDP training should see different ones. The file,
+    ``{"rank": r, "epochs": {"1": ["<digest of batch 1>", ...], ...}}``, is rewritten atomically at the end of every
+    epoch; the epochs already in it (those of the run before a resume) are kept.
+
+    Args:
+        output_path: the JSON file; ``{rank}`` in it is replaced by the process's rank (0 without a process group).
+        keys: the batch entries digested together (tensors, or lists of them).
+    """
+
+    def __init__(self, output_path: str | os.PathLike, keys: str | list[str] | tuple[str, ...] = "image") -> None:
+        self.output_path = str(output_path)
+        self.keys = (keys,) if isinstance(keys, str) else tuple(keys)
+        self.epochs: dict[str, list[str]] = {}
+
+    @property
+    def path(self) -> Path:
+        """The file, with ``{rank}`` filled in."""
+        return Path(self.output_path.replace("{rank}", str(_rank())))
+
+    def attach(self, engine: Engine) -> None:
+        """Digest each batch when its iteration starts; write the file at the end of every epoch."""
+        if not engine.has_event_handler(self.record, Events.ITERATION_STARTED):
+            engine.add_event_handler(Events.ITERATION_STARTED, self.record)
+            engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
+
+    def digest(self, batch: Any) -> str:
+        """The first 16 hex digits of the SHA-256 of the batch's ``keys`` entries (values, shapes and dtypes)."""
+        items = batch if isinstance(batch, (list, tuple)) else [batch]
+        sha = hashlib.sha256()
+        for item in items:
+            for key in self.keys:
+                if not isinstance(item, Mapping) or key not in item:
+                    raise ValueError(f"BatchDigestRecorder: the batch has no {key!r} entry to digest")
+                values = item[key] if isinstance(item[key], (list, tuple)) else [item[key]]
+                for value in values:
+                    array = torch.as_tensor(value).detach().cpu().contiguous()
+                    sha.update(f"{key}{tuple(array.shape)}{array.dtype}".encode())
+                    sha.update(array.numpy().tobytes())
+        return sha.hexdigest()[:16]
+
+    def record(self, engine: Engine) -> None:
+        """Digest the batch of this iteration."""
+        self.epochs.setdefault(str(engine.state.epoch), []).append(self.digest(engine.state.batch))
+
+    def write(self, engine: Engine) -> None:
+        """Write the digests so far, after those of the file's earlier epochs."""
+        path = self.path
+        try:
+            earlier = json.loads(path.read_text(encoding="utf-8")).get("epochs", {})
+        except (OSError, ValueError, AttributeError):
+            earlier = {}
+        write_json_atomic({"rank": _rank(), "epochs": {**earlier, **self.epochs}}, path)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from pipelines import distributed
 from pipelines.distributed import (
     RankWeightsSaver,
     check_resume_unsupported,
+    rank_seed,
     rank_zero_only,
     shard_datalist,
 )
@@ -106,6 +107,13 @@ def test_cpu_backend_and_device(monkeypatch):
     assert distributed.default_backend() == "gloo"
     assert distributed.rank_device() == torch.device("cpu")
     assert distributed.get_rank() == 0 and distributed.get_world_size() == 1
+
+
+def test_each_rank_gets_its_own_seed_the_same_for_a_given_rank():
+    assert [rank_seed(7, rank=r) for r in range(3)] == [7, 8, 9]
+    assert rank_seed(7, rank=2) == rank_seed(7, rank=2) and rank_seed(0) == 0  # rank 0 without a process group
+    assert rank_seed(2**32 - 1, rank=1) == 0  # stays a valid NumPy seed
+    assert rank_seed(None, rank=1) is None  # no seed: no determinism on any rank
 
 
 def test_resume_is_refused():

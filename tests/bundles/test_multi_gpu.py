@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,13 +36,24 @@ def test_two_cpu_ranks_train_one_epoch(tmp_path, shrink_overrides):
     datalist = task / "datalist.json"
     # 4 training cases: two disjoint shards of two on two ranks; the single validation case is shared (padded).
     build_msd_datalist(task, val_fraction=0.2, test_fraction=0.0, seed=0, output_path=datalist, relative_to=task)
+    # The training cases get the same voxels (under their own names): the ranks' batches then differ only when
+    # their random augmentation does.
+    training = json.loads(datalist.read_text())["training"]
+    for item in training[1:]:
+        for key in ("image", "label"):
+            shutil.copyfile(task / training[0][key], task / item[key])
     out = tmp_path / "run"
     shards = out / "shards"
     overrides = {
         **shrink_overrides(task, datalist, out),
         "cache_rate": 1.0,  # each rank caches its shard
         "every_rank_handlers": [
-            {"_target_": "pipelines.distributed.RankWeightsSaver", "network": "@network", "output_dir": str(shards)}
+            {"_target_": "pipelines.distributed.RankWeightsSaver", "network": "@network", "output_dir": str(shards)},
+            {
+                "_target_": "pipelines.resume.BatchDigestRecorder",
+                "output_path": str(shards / "batches_rank{rank}.json"),
+                "keys": ["image", "label"],
+            },
         ],
     }
     override_file = tmp_path / "overrides.json"
@@ -60,7 +72,6 @@ def test_two_cpu_ranks_train_one_epoch(tmp_path, shrink_overrides):
     # the ranks held different training cases, all of them between them
     held = [json.loads((shards / f"train_rank{r}.json").read_text())["cases"] for r in (0, 1)]
     assert held[0] and held[1] and not set(held[0]) & set(held[1])
-    training = json.loads(datalist.read_text())["training"]
     assert sorted(held[0] + held[1]) == sorted(Path(item["image"]).name for item in training)
 
     # one checkpoint (and one training state, when pipelines.resume's handler is in train.yaml), one MLflow run
@@ -72,6 +83,11 @@ def test_two_cpu_ranks_train_one_epoch(tmp_path, shrink_overrides):
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     checkpoint = torch.load(out / "models" / "model.pt", map_location="cpu")
     assert not any(key.startswith("module.") for key in checkpoint)
+
+    # the ranks augmented their (identical) cases differently: seed + rank
+    batches = [json.loads((shards / f"batches_rank{r}.json").read_text())["epochs"]["1"] for r in (0, 1)]
+    assert len(batches[0]) == len(batches[1]) == len(held[0])
+    assert not set(batches[0]) & set(batches[1]), batches
 
     # the ranks ended with the same weights, those of the checkpoint (validated after the only epoch)
     weights = [torch.load(shards / f"rank{r}_weights.pt", map_location="cpu") for r in (0, 1)]

@@ -4,7 +4,9 @@ small engines, then a liver training killed with SIGKILL in the middle of an epo
 
 import json
 import os
+import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,20 +14,33 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine, Events
+from monai.data import DataLoader, Dataset, ThreadDataLoader
 from monai.handlers import EarlyStopHandler
 from monai.networks.nets import UNet
+from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandRotated, RandSpatialCropd
+from monai.utils import set_determinism
 
 from data_manifests.msd import build_msd_datalist
 from pipelines import resume
 from pipelines.phantoms import write_liver_phantom_task
-from pipelines.resume import BestCheckpointSaver, ResumableRunHandler, TrainingState, TrainingStateHandler
+from pipelines.resume import (
+    BatchDigestRecorder,
+    BestCheckpointSaver,
+    ResumableRunHandler,
+    TrainingState,
+    TrainingStateHandler,
+    capture_random_state,
+    randomizable_transforms,
+    restore_random_state,
+)
 from pipelines.tracking import default_tracking_uri
 from pipelines.workflows import REPO_ROOT
 
-from .conftest import TINY_SHAPE, TINY_SPACING
+from .conftest import TINY_SHAPE, TINY_SPACING, bundle_workflow
 
 MAX_EPOCHS = 4
 KILL_AFTER_EPOCH = 2
@@ -295,3 +310,148 @@ def test_mlflow_run_is_reopened_by_id_and_joined(tmp_path):
     assert runs[0].info.status == "RUNNING" and runs[0].data.tags["resumed_from_epoch"] == "3"
     assert runs[0].data.params == {"a": "1", "b": "3", "max_epochs": "None", "epoch_length": "None"}
     trainer_handler.close()
+
+
+# ---- the random generators -------------------------------------------------------------------------------------
+def _augmenting_loader(loader_class=ThreadDataLoader, generator=None):
+    """Six tiny volumes through random crops, flips, rotations and noise, shuffled."""
+    data = [{"image": np.full((1, 8, 8, 6), float(i), np.float32)} for i in range(6)]
+    transform = Compose(
+        [
+            RandSpatialCropd("image", roi_size=(4, 4, 4), random_size=False),
+            RandFlipd("image", prob=0.5, spatial_axis=0),
+            RandRotated("image", range_x=0.4, prob=0.5),
+            RandGaussianNoised("image", prob=0.5),
+        ]
+    )
+    return loader_class(Dataset(data, transform), batch_size=2, shuffle=True, generator=generator)
+
+
+@pytest.fixture
+def seeded():
+    """``set_determinism(seed=0)``, undone after the test."""
+    set_determinism(seed=0)
+    yield
+    set_determinism(seed=None)
+
+
+def _epoch(loader) -> list[torch.Tensor]:
+    return [batch["image"].as_tensor().clone() for batch in loader]
+
+
+def _weights_only_round_trip(state: dict, path: Path) -> dict:
+    torch.save(state, path)
+    return torch.load(path, weights_only=True)
+
+
+def test_randomizable_transforms_are_found_inside_the_compose_and_inside_dictionary_transforms():
+    paths = [path for path, _ in randomizable_transforms(_augmenting_loader())]
+    assert paths[0] == "dataset.transform" and "dataset.transform.transforms[2].rand_rotate" in paths
+    assert "dataset.transform.transforms[3].rand_gaussian_noise" in paths and len(paths) == len(set(paths))
+
+
+@pytest.mark.parametrize(
+    "loader_class, generator", [(ThreadDataLoader, None), (DataLoader, torch.Generator().manual_seed(3))]
+)
+def test_restored_random_state_replays_the_next_epoch_and_the_global_draws(seeded, tmp_path, loader_class, generator):
+    loader = _augmenting_loader(loader_class, generator)
+    _epoch(loader)  # the random state is saved after an epoch, as at EPOCH_COMPLETED
+    saved = _weights_only_round_trip(capture_random_state(loader), tmp_path / "random.pt")
+    expected = _epoch(loader), random.random(), float(np.random.rand()), torch.rand(3)
+
+    set_determinism(seed=1)  # another process, seeded as the bundle's initialize does
+    loader.dataset.transform.set_random_state(seed=7)
+    if generator is not None:
+        generator.manual_seed(99)
+    restore_random_state(saved, loader)
+    replayed = _epoch(loader), random.random(), float(np.random.rand()), torch.rand(3)
+    assert len(replayed[0]) == len(expected[0]) == 3
+    assert all(torch.equal(a, b) for a, b in zip(replayed[0], expected[0], strict=True))
+    assert replayed[1:3] == expected[1:3] and torch.equal(replayed[3], expected[3])
+    assert (generator is not None) == bool(saved["generators"])
+
+
+def test_changed_transforms_keep_their_seed_and_say_so(seeded, tmp_path, caplog):
+    saved = _weights_only_round_trip(capture_random_state(_augmenting_loader()), tmp_path / "random.pt")
+    draw = torch.rand(2)
+    loader = _augmenting_loader()
+    loader.dataset.transform.transforms = loader.dataset.transform.transforms[:2]  # the augmentation changed
+    before = [transform.R.get_state()[2] for _, transform in randomizable_transforms(loader)]
+    restore_random_state(saved, loader, source="state.pt")
+    assert "state.pt: the random transforms changed" in caplog.text and "transforms[2].rand_rotate" in caplog.text
+    assert [transform.R.get_state()[2] for _, transform in randomizable_transforms(loader)] == before
+    assert torch.equal(torch.rand(2), draw)  # the global generators are restored all the same
+
+
+def test_batch_digests_per_epoch_are_kept_across_a_resume(tmp_path):
+    batches = [{"image": torch.full((1, 2, 2), float(i)), "label": torch.zeros(1, 2, 2)} for i in (0, 1, 0)]
+    recorder = BatchDigestRecorder(tmp_path / "digests_{rank}.json", keys=["image", "label"])
+    engine = Engine(lambda engine, batch: None)
+    recorder.attach(engine)
+    recorder.attach(engine)  # attached once
+    engine.run(batches, max_epochs=1)
+    first = json.loads((tmp_path / "digests_0.json").read_text())
+    digests = first["epochs"]["1"]
+    assert first["rank"] == 0 and len(digests) == 3 and digests[0] == digests[2] != digests[1]
+
+    resumed = BatchDigestRecorder(tmp_path / "digests_{rank}.json", keys=["image", "label"])
+    engine = Engine(lambda engine, batch: None)
+    resumed.attach(engine)
+    engine.load_state_dict({"epoch": 1, "epoch_length": 3, "max_epochs": 2})
+    engine.run(batches, max_epochs=2)
+    assert json.loads((tmp_path / "digests_0.json").read_text())["epochs"] == {"1": digests, "2": digests}
+    with pytest.raises(ValueError, match="no 'mask' entry"):
+        BatchDigestRecorder(tmp_path / "d.json", keys="mask").digest(batches[0])
+
+
+def _train_liver_to_epoch_2(overrides: dict, out: Path, snapshot: Path | None = None):
+    """Train the shrunk liver bundle up to epoch 2 in ``out``; returns its final weights and batch digests.
+
+    With ``snapshot``, the training state saved at the end of epoch 1 is copied there: the file that a kill during
+    epoch 2 would leave behind.
+    """
+    workflow = bundle_workflow(
+        "liver", "train", {**overrides, "output_dir": str(out), "ckpt_dir": str(out / "models"), "max_epochs": 2}
+    )
+    workflow.initialize()
+    trainer = workflow.parser.get_parsed_content("train#trainer")
+    if snapshot is not None:
+        state = out / "models" / "train_state.pt"
+        trainer.add_event_handler(Events.EPOCH_COMPLETED(once=1), lambda engine: shutil.copy(state, snapshot))
+    recorder = BatchDigestRecorder(out / "batches.json", keys=["image", "label"])
+    recorder.attach(trainer)
+    workflow.run()
+    workflow.finalize()
+    weights = {
+        k: v.detach().cpu().clone() for k, v in workflow.parser.get_parsed_content("network").state_dict().items()
+    }
+    return weights, recorder.epochs
+
+
+@pytest.mark.slow
+def test_resumed_training_draws_the_batches_and_reaches_the_weights_of_an_uninterrupted_one(
+    tiny_liver_task, shrink_overrides, tmp_path, caplog
+):
+    task, datalist = tiny_liver_task
+    overrides = shrink_overrides(task, datalist, tmp_path)
+    snapshot = tmp_path / "state_after_epoch_1.pt"
+    weights, batches = _train_liver_to_epoch_2(overrides, tmp_path / "whole", snapshot=snapshot)
+    saved = torch.load(snapshot, map_location="cpu", weights_only=True)
+    assert saved["meta"]["epoch"] == 1 and len(saved["random"]["transforms"]["paths"]) >= 7
+
+    def resume_from(state: dict, name: str):
+        out = tmp_path / name
+        (out / "models").mkdir(parents=True)
+        torch.save(state, out / "models" / "train_state.pt")
+        return _train_liver_to_epoch_2({**overrides, "resume": True}, out)
+
+    # resumed from the state of epoch 1: epoch 2 sees the same crops, flips and order, and ends at the same weights
+    resumed_weights, resumed_batches = resume_from(saved, "resumed")
+    assert resumed_batches == {"2": batches["2"]}
+    assert all(torch.equal(weights[k], resumed_weights[k]) for k in weights)
+
+    # the same state without its random generators (a state file of an older version) draws other batches
+    del saved["random"]
+    _, other_batches = resume_from(saved, "resumed_without_random_state")
+    assert "holds no random state" in caplog.text
+    assert other_batches["2"] != batches["2"]
