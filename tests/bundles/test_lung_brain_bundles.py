@@ -105,6 +105,9 @@ def test_evaluate_scores_every_class_on_the_original_geometry(trained):
     assert f'src="overlays/{overlay.name}"' in report
     for cls in get_workflow(name).classes[1:]:
         assert f"<th>{cls}</th>" in report
+    if name == "brain":  # the BraTS regions and the Tversky index have columns of their own
+        for title in ("Whole tumour Dice", "Tumour core Dice", "Enhancing tumour Dice", "Tversky index"):
+            assert title in report
 
 
 def test_evaluate_classifier_writes_slice_results(trained):
