@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "SOURCE_KEY",
     "FailureReport",
     "inference_inputs",
+    "checked_inputs",
     "GuardedDataset",
     "RobustEvaluator",
     "failed_cases",
@@ -187,9 +188,8 @@ def inference_inputs(
     check_intensity = as_bool(check_intensity, "input_check_intensity")
     from_datalist = Path(input_path).is_file() and str(input_path).lower().endswith(".json")
     root = Path(base_dir) if base_dir is not None else Path(input_path).parent
-    failures.start(len(items))
-    good = []
-    for item in items:
+
+    def check(item: dict[str, Any]) -> list[str]:
         files = item["image"] if isinstance(item["image"], (list, tuple)) else [item["image"]]
         problems = []
         for path in files:
@@ -200,11 +200,28 @@ def inference_inputs(
                     problems += err.problems
                     continue
             problems += check_volume(path, expect_ndim=expect_ndim, check_intensity=check_intensity)
+        return problems
+
+    return checked_inputs(items, check, failures)
+
+
+def checked_inputs(
+    items: Sequence[dict[str, Any]],
+    check: Callable[[dict[str, Any]], list[str]],
+    failures: FailureReport,
+    what: str = "case",
+) -> list[dict[str, Any]]:
+    """The ``items`` in which ``check`` finds no problem; each other one is recorded in ``failures`` (a new run of
+    ``len(items)`` cases) at the ``input check`` stage, with all its problems."""
+    failures.start(len(items))
+    good = []
+    for item in items:
+        problems = check(item)
         if problems:
             failures.record(_files(item["image"]), "; ".join(problems), stage="input check")
         else:
             good.append(item)
-    logger.info("inference: %d of %d case(s) passed the input check", len(good), len(items))
+    logger.info("inference: %d of %d %s(s) passed the input check", len(good), len(items), what)
     return good
 
 

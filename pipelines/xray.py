@@ -307,16 +307,11 @@ def xray_inference_inputs(
         items = list_xray_inputs(input_path, section=section, base_dir=base_dir)
     except ValueError as err:
         raise DataError(str(err)) from err
-    failures.start(len(items))
-    good = []
-    for item in items:
-        problems = check_radiograph(item["image"], check_intensity=check_intensity)
-        if problems:
-            failures.record(str(item["image"]), "; ".join(problems), stage="input check")
-        else:
-            good.append(item)
-    logger.info("inference: %d of %d radiograph(s) passed the input check", len(good), len(items))
-    return good
+    from pipelines.robust_inference import checked_inputs
+
+    return checked_inputs(
+        items, lambda item: check_radiograph(item["image"], check_intensity=check_intensity), failures, "radiograph"
+    )
 
 
 class PrepareClassBatch(PrepareBatch):
