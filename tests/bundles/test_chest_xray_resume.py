@@ -4,12 +4,6 @@ intact; and a segmenter training killed with SIGKILL resumes from ``radcascade r
 tested in ``test_resume.py``."""
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -17,12 +11,8 @@ import pytest
 import torch
 from ignite.engine import Events
 
-from pipelines.workflows import REPO_ROOT
-
+from .kill_resume import MAX_EPOCHS, kill_after_epoch, resume_to_the_end, train_command
 from .test_chest_xray_bundle import run_xray_stage, shrink_overrides, write_tiny_dataset, xray_workflow
-
-MAX_EPOCHS = 4
-KILL_AFTER_EPOCH = 2
 
 STAGES = {
     # stage: (experiment, run name prefix, key metric, state file, best model)
@@ -108,65 +98,18 @@ def test_resume_keeps_a_better_model_from_before(tmp_path):
     assert _meta(models / "train_state_xray.pt")["best"]["score"] == 2.0
 
 
-# ---- a real kill, then `radcascade run chest_xray train --set resume=true` -------------------------------------
-def _command(overrides: dict) -> list[str]:
-    args = []
-    for key, value in overrides.items():
-        args += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    return [sys.executable, "-m", "pipelines", "run", "chest_xray", "train", *args]
-
-
-def _saved_epoch(state: Path) -> int:
-    """Epoch of the training state file, 0 while there is none (the file is replaced atomically)."""
-    return _meta(state)["epoch"] if state.is_file() else 0
-
-
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-4000:]
-
-
 @pytest.mark.slow
 def test_killed_training_resumes_where_it_stopped(tmp_path):
     root = tmp_path / "data"
     out = tmp_path / "out"
     overrides = {**shrink_overrides(root, write_tiny_dataset(root), out), "max_epochs": MAX_EPOCHS}
     state, record = out / "models" / "train_state_xray.pt", out / "models" / "model_xray.best.json"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
 
     # 1. start a training and kill it (no clean-up possible) as soon as the state of epoch 2 is on disk
-    first_log = tmp_path / "first.log"
-    with open(first_log, "w") as log:
-        proc = subprocess.Popen(_command(overrides), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        try:
-            while _saved_epoch(state) < KILL_AFTER_EPOCH:
-                assert proc.poll() is None, f"training ended before epoch {KILL_AFTER_EPOCH}:\n{_tail(first_log)}"
-                assert time.monotonic() < deadline, f"no state of epoch {KILL_AFTER_EPOCH} in time:\n{_tail(first_log)}"
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = _saved_epoch(state)
-    assert KILL_AFTER_EPOCH <= killed_at < MAX_EPOCHS, "the kill came too late to test a resume"
+    killed_at = kill_after_epoch(train_command("chest_xray", overrides), state, tmp_path / "first.log")
 
     # 2. resume: same command plus resume=true
-    second_log = tmp_path / "second.log"
-    with open(second_log, "w") as log:
-        result = subprocess.run(
-            _command({**overrides, "resume": True}),
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=180,
-        )
-    text = second_log.read_text(errors="replace")
-    assert result.returncode == 0, _tail(second_log)
-    assert f"at epoch {killed_at} of {MAX_EPOCHS}" in text, _tail(second_log)
-    trained = sorted({int(e) for e in re.findall(rf"Epoch: (\d+)/{MAX_EPOCHS}, Iter", text)})
-    assert trained == list(range(killed_at + 1, MAX_EPOCHS + 1)), "the resumed run must not restart at epoch 1"
+    resume_to_the_end(train_command("chest_xray", {**overrides, "resume": True}), tmp_path / "second.log", killed_at)
     saved = _meta(state)
     assert saved["epoch"] == MAX_EPOCHS and saved["finished"]
 

@@ -3,14 +3,8 @@ small engines, then a liver training killed with SIGKILL in the middle of an epo
 """
 
 import json
-import os
 import random
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import mlflow
@@ -38,30 +32,9 @@ from pipelines.resume import (
     restore_random_state,
 )
 from pipelines.tracking import default_tracking_uri
-from pipelines.workflows import REPO_ROOT
 
 from .conftest import TINY_SHAPE, TINY_SPACING, bundle_workflow
-
-MAX_EPOCHS = 4
-KILL_AFTER_EPOCH = 2
-
-
-def _command(overrides: dict) -> list[str]:
-    args = []
-    for key, value in overrides.items():
-        args += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
-    return [sys.executable, "-m", "pipelines", "run", "liver", "train", *args]
-
-
-def _saved_epoch(state: Path) -> int:
-    """Epoch of the training state file, 0 while there is none (the file is replaced atomically)."""
-    if not state.is_file():
-        return 0
-    return int(torch.load(state, map_location="cpu", weights_only=True)["meta"]["epoch"])
-
-
-def _tail(log: Path) -> str:
-    return log.read_text(errors="replace")[-4000:]
+from .kill_resume import MAX_EPOCHS, kill_after_epoch, resume_to_the_end, train_command
 
 
 @pytest.mark.slow
@@ -77,42 +50,12 @@ def test_killed_training_resumes_where_it_stopped(tmp_path, shrink_overrides):
         out / "models" / "model.pt",
         out / "models" / "model.best.json",
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "MLFLOW_DISABLE_TELEMETRY": "true"}
 
     # 1. start a training and kill it (no clean-up possible) as soon as the state of epoch 2 is on disk
-    first_log = tmp_path / "first.log"
-    with open(first_log, "w") as log:
-        proc = subprocess.Popen(_command(overrides), cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        try:
-            while _saved_epoch(state) < KILL_AFTER_EPOCH:
-                assert proc.poll() is None, f"training ended before epoch {KILL_AFTER_EPOCH}:\n{_tail(first_log)}"
-                assert time.monotonic() < deadline, f"no state of epoch {KILL_AFTER_EPOCH} in time:\n{_tail(first_log)}"
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-        finally:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    killed_at = _saved_epoch(state)
-    assert KILL_AFTER_EPOCH <= killed_at < MAX_EPOCHS, "the kill came too late to test a resume"
+    killed_at = kill_after_epoch(train_command("liver", overrides), state, tmp_path / "first.log")
 
     # 2. resume: same command plus resume=true
-    second_log = tmp_path / "second.log"
-    with open(second_log, "w") as log:
-        result = subprocess.run(
-            _command({**overrides, "resume": True}),
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=180,
-        )
-    text = second_log.read_text(errors="replace")
-    assert result.returncode == 0, _tail(second_log)
-    assert f"at epoch {killed_at} of {MAX_EPOCHS}" in text, _tail(second_log)
-    trained = sorted({int(e) for e in re.findall(rf"Epoch: (\d+)/{MAX_EPOCHS}, Iter", text)})
-    assert trained == list(range(killed_at + 1, MAX_EPOCHS + 1)), "the resumed run must not restart at epoch 1"
+    resume_to_the_end(train_command("liver", {**overrides, "resume": True}), tmp_path / "second.log", killed_at)
     saved = torch.load(state, map_location="cpu", weights_only=True)["meta"]
     assert saved["epoch"] == MAX_EPOCHS and saved["finished"]
 
