@@ -30,6 +30,7 @@ from pipelines.dicom_checks import dicom_series_problems
 
 __all__ = [
     "DataError",
+    "read_datalist_json",
     "find_data_error",
     "intensity_problems",
     "label_value_problems",
@@ -467,11 +468,10 @@ def _resolve(base_dir: Path, element: Any) -> list[str] | None:
     return [os.path.normpath(os.path.join(base_dir, e)) for e in items]
 
 
-def _load_datalist(datalist: str | os.PathLike | Mapping) -> tuple[dict, str, Path]:
-    """The datalist as a dict, a name for messages, and its folder."""
-    if isinstance(datalist, Mapping):
-        return dict(datalist), "datalist", Path.cwd()
-    path = Path(datalist)
+def read_datalist_json(path: str | os.PathLike) -> dict:
+    """The JSON object of a datalist file; ``DataError`` naming the file when it is missing, not JSON, or not an
+    object."""
+    path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: datalist file not found")
     try:
@@ -480,8 +480,18 @@ def _load_datalist(datalist: str | os.PathLike | Mapping) -> tuple[dict, str, Pa
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"{path}: datalist is not valid JSON: {_short(exc)}") from None
     if not isinstance(data, dict):
-        raise DataError(f"{path}: datalist must be a JSON object with sections {list(DEFAULT_KEYS)}")
-    return data, str(path), path.parent
+        raise DataError(
+            f"{path}: datalist must be a JSON object with sections {list(DEFAULT_KEYS)}, got {type(data).__name__}"
+        )
+    return data
+
+
+def _load_datalist(datalist: str | os.PathLike | Mapping) -> tuple[dict, str, Path]:
+    """The datalist as a dict, a name for messages, and its folder."""
+    if isinstance(datalist, Mapping):
+        return dict(datalist), "datalist", Path.cwd()
+    path = Path(datalist)
+    return read_datalist_json(path), str(path), path.parent
 
 
 def _entry_file_problems(images, labels, check_intensity, label_values, modality) -> list[str]:

@@ -15,7 +15,6 @@ The datalist (``data_manifests/chest_xray.py``) has the class names, sorted, und
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 import os
@@ -31,7 +30,7 @@ from monai.engines.utils import PrepareBatch
 from PIL import Image
 
 from pipelines.atomic import atomic_write, write_json_atomic
-from pipelines.checks import DataError
+from pipelines.checks import DataError, read_datalist_json
 from pipelines.classification_metrics import save_confusion_matrix_png
 from pipelines.multiclass_metrics import metric_key, multiclass_report
 
@@ -69,20 +68,6 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     return image.convert("L") if image.mode in _COLOUR_MODES else image
 
 
-def _load_json(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: datalist file not found")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: datalist is not valid JSON: {error}") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: datalist must be a JSON object, got {type(data).__name__}")
-    return data
-
-
 def read_datalist_classes(path: str | os.PathLike) -> list[str]:
     """The class names of a chest X-ray datalist: its ``"classes"`` list, index order (class ``k`` is ``[k]``).
 
@@ -90,7 +75,7 @@ def read_datalist_classes(path: str | os.PathLike) -> list[str]:
         DataError: (a ``ValueError``) naming the file, when it is missing or not JSON, or when ``"classes"`` is
             absent, not a list of at least two distinct non-empty strings.
     """
-    classes = _load_json(path).get("classes")
+    classes = read_datalist_json(path).get("classes")
     if not isinstance(classes, list) or len(classes) < 2:
         raise DataError(f"{path}: datalist needs a 'classes' list of at least two class names, got {classes!r:.80}")
     if not all(isinstance(name, str) and name.strip() for name in classes):
@@ -115,7 +100,7 @@ def class_weights(
         DataError: naming the file, when the section is missing, an entry has no valid class index, or a class has
             no entry at all (its weight would be infinite).
     """
-    data = _load_json(path)
+    data = read_datalist_json(path)
     entries = data.get(section)
     if not isinstance(entries, list) or not entries:
         raise DataError(f"{path}: datalist has no non-empty {section!r} section")
@@ -224,7 +209,7 @@ def validate_xray_datalist(
     Raises:
         DataError: listing every problem, each naming the datalist or the file concerned.
     """
-    data = _load_json(datalist)
+    data = read_datalist_json(datalist)
     name = str(datalist)
     base = Path(base_dir) if base_dir is not None else Path(datalist).parent
     problems: list[str] = []
@@ -271,7 +256,7 @@ def list_xray_inputs(
     if not path.exists():
         raise ValueError(f"{path}: inference input does not exist")
     if path.is_file() and path.suffix.lower() == ".json":
-        if section not in _load_json(path):
+        if section not in read_datalist_json(path):
             raise ValueError(f"{path}: datalist has no {section!r} section")
         items = load_decathlon_datalist(str(path), True, section, str(base_dir) if base_dir is not None else None)
         return [{"image": item["image"]} for item in items]
