@@ -22,7 +22,7 @@ from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
 from pipelines.atomic import write_json_atomic
-from pipelines.fast_inference import resolve_precision
+from pipelines.fast_inference import check_precision, resolve_precision
 from pipelines.inputs import case_name
 from pipelines.path_safety import as_bool
 from pipelines.slabs import Slab, covered_slices, select_slabs
@@ -161,8 +161,7 @@ class SliceGatedInferer(Inferer):
         precision: str = "fp32",
     ) -> None:
         super().__init__()
-        resolve_precision(precision, "cpu" if str(precision).lower() != "fp16" else "cuda")  # validate early
-        self.precision = precision
+        self.precision = check_precision(precision)
         self.classifier = classifier
         self.segmenter_inferer = segmenter_inferer
         self.num_classes = num_classes

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from monai.inferers import SlidingWindowInferer
 
-__all__ = ["PRECISIONS", "resolve_precision", "auto_cpu_threshold", "FastSlidingWindowInferer"]
+__all__ = ["PRECISIONS", "check_precision", "resolve_precision", "auto_cpu_threshold", "FastSlidingWindowInferer"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,14 @@ def _cpu_has_native_bf16() -> bool:
     return False
 
 
+def check_precision(precision: str) -> str:
+    """``precision`` in lower case, when it is one of :data:`PRECISIONS`; else a ``ValueError`` listing them."""
+    name = str(precision).lower()
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {name!r}")
+    return name
+
+
 def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device``: ``None`` means plain float32.
 
@@ -48,9 +56,7 @@ def resolve_precision(precision: str, device: torch.device | str) -> torch.dtype
     float32 otherwise. An explicit ``"bf16"`` or ``"fp16"`` is honoured on any device, except float16 on a CPU,
     which PyTorch runs far slower than float32 and is refused.
     """
-    precision = str(precision).lower()
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    precision = check_precision(precision)
     device_type = torch.device(device).type
     if precision == "auto":
         if device_type == "cuda":
@@ -110,7 +116,6 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
         out_channels: int = 2,
         **kwargs: Any,
     ) -> None:
-        resolve_precision(precision, "cpu" if str(precision).lower() != "fp16" else "cuda")  # validate early
         if stitch_on_cpu_above == "auto":
             stitch_on_cpu_above = auto_cpu_threshold(out_channels)
         kwargs.setdefault("cache_roi_weight_map", True)
@@ -122,7 +127,7 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
             cpu_thresh=stitch_on_cpu_above,
             **kwargs,
         )
-        self.precision = str(precision).lower()
+        self.precision = check_precision(precision)
         self.channels_last = bool(channels_last)
 
     def _window_predictor(self, network: Callable, dtype: torch.dtype | None) -> Callable:
