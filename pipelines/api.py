@@ -77,9 +77,10 @@ class Segmenter:
             image = MetaTensor(torch.as_tensor(array.astype(np.float32)), affine=image.affine, meta=meta)
         if not isinstance(image, MetaTensor):
             raise ValueError("give a path, a nibabel image, or a MetaTensor (X, Y, Z) carrying its affine")
-        # the geometry the prediction is resampled back to, as LoadImage records it for files
-        image.meta.setdefault("original_affine", np.asarray(image.affine, dtype=np.float64))
-        image.meta.setdefault("spatial_shape", np.asarray(image.shape[-3:]))
+        # the geometry the prediction is resampled back to, as LoadImage records it for files; a new MetaTensor
+        # on the same voxels, so the caller's metadata is left as it was
+        source = {"original_affine": np.asarray(image.affine, dtype=np.float64), "spatial_shape": image.shape[-3:]}
+        image = MetaTensor(image.as_tensor(), meta={**source, **image.meta})
         data = EnsureChannelFirstd("image", channel_dim="no_channel")({"image": image})
         return self.array_preprocessing(data)
 
