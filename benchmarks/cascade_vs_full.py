@@ -29,7 +29,6 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from monai.bundle import ConfigParser  # noqa: E402
 from monai.data import load_decathlon_datalist  # noqa: E402
 from monai.metrics import DiceMetric  # noqa: E402
 from monai.transforms import AsDiscrete  # noqa: E402
@@ -65,9 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = args_parser.parse_args(argv)
 
     workflow = get_workflow(args.workflow)
-    parser = ConfigParser()
-    parser.read_config(workflow.config_files("inference"))
-    parser.update(parse_overrides(args.overrides))
+    parser = workflow.config_parser("inference", parse_overrides(args.overrides))
     segmenter = load_weights(parser.get_parsed_content("network"), parser.get_parsed_content("ckpt_path"))
     load_weights(parser.get_parsed_content("classifier_network"), parser.get_parsed_content("classifier_ckpt_path"))
     preprocessing = parser.get_parsed_content("preprocessing")

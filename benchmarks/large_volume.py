@@ -29,14 +29,12 @@ sys.path.insert(0, str(REPO_ROOT))
 def _large_case(workflow: str, shape: tuple[int, int, int]) -> Path:
     """A held-out case of ``workflow`` resampled to ``shape`` voxels over its field of view (written once)."""
     import nibabel as nib
-    from monai.bundle import ConfigParser
     from monai.data import load_decathlon_datalist
     from scipy.ndimage import zoom
 
     from pipelines.workflows import ensure_default_data, get_workflow
 
-    parser = ConfigParser()
-    parser.read_config(get_workflow(workflow).config_files("inference"))
+    parser = get_workflow(workflow).config_parser("inference")
     dataset_dir = parser.get_parsed_content("dataset_dir")
     ensure_default_data(workflow, dataset_dir)
     source = load_decathlon_datalist(parser.get_parsed_content("data_list_file_path"), True, "test", dataset_dir)

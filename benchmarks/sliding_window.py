@@ -53,10 +53,7 @@ BASELINE = {"sw_batch_size": 4, "overlap": 0.25, "mode": "gaussian"}
 
 
 def _parser(workflow: str, overrides: list[str]) -> ConfigParser:
-    parser = ConfigParser()
-    parser.read_config(get_workflow(workflow).config_files("inference"))
-    parser.update(parse_overrides(overrides))
-    return parser
+    return get_workflow(workflow).config_parser("inference", parse_overrides(overrides))
 
 
 def _network(parser: ConfigParser) -> tuple[torch.nn.Module, bool]:

@@ -47,10 +47,8 @@ def _steps(workflow: str) -> int:
     mark("import pipelines.api")
     segment = Segmenter(workflow)
     mark("Segmenter(): parse the bundle config, build the networks, load the weights")
-    from monai.bundle import ConfigParser
 
-    parser = ConfigParser()
-    parser.read_config(get_workflow(workflow).config_files("inference"))
+    parser = get_workflow(workflow).config_parser("inference")
     case = load_decathlon_datalist(
         parser.get_parsed_content("data_list_file_path"), True, "test", parser.get_parsed_content("dataset_dir")
     )[0]["image"]

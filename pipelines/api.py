@@ -16,7 +16,6 @@ import os
 
 import numpy as np
 import torch
-from monai.bundle import ConfigParser
 from monai.data import MetaTensor
 from monai.transforms import Activationsd, Compose, EnsureChannelFirstd, LoadImaged
 
@@ -44,9 +43,7 @@ class Segmenter:
     """
 
     def __init__(self, workflow: str = "liver", use_cascade: bool = True, **overrides) -> None:
-        parser = ConfigParser()
-        parser.read_config(get_workflow(workflow).config_files("inference"))
-        parser.update({"use_cascade": use_cascade, **overrides})
+        parser = get_workflow(workflow).config_parser("inference", {"use_cascade": use_cascade, **overrides})
         self.device = parser.get_parsed_content("device")
         self.network = load_weights(parser.get_parsed_content("network"), parser.get_parsed_content("ckpt_path"))
         if use_cascade:

@@ -60,14 +60,7 @@ class ConfigOverrideError(ValueError):
 def load_stage_config(name: str, stage: str):
     """The merged, unparsed config of a workflow's stage (metadata, common file, stage file), as ``ConfigWorkflow``
     builds it before overrides."""
-    from monai.bundle import ConfigParser
-
-    workflow = get_workflow(name)
-    files = workflow.config_files(stage)
-    parser = ConfigParser()
-    parser.read_meta(str(Path(files[0]).parent / "metadata.json"))
-    parser.read_config(files)
-    return parser
+    return get_workflow(name).config_parser(stage)
 
 
 # ---------------------------------------------------------------------------------------------------------------

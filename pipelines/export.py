@@ -194,14 +194,11 @@ def compare_speed(network: torch.nn.Module, paths: dict[str, Path], batch: torch
 
 
 def _bundle_network(workflow: str, ckpt: str | None, overrides: dict) -> tuple[torch.nn.Module, dict]:
-    from monai.bundle import ConfigParser
 
     from pipelines.api import load_weights
     from pipelines.workflows import get_workflow
 
-    parser = ConfigParser()
-    parser.read_config(get_workflow(workflow).config_files("inference"))
-    parser.update(overrides)
+    parser = get_workflow(workflow).config_parser("inference", overrides)
     ckpt_path = Path(ckpt or parser.get_parsed_content("ckpt_path"))
     if not ckpt_path.is_file():
         raise FileNotFoundError(f"{ckpt_path}: no trained weights to export (train first, or pass --ckpt)")

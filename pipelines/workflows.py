@@ -88,6 +88,18 @@ class Workflow:
         configs = self.bundle_dir / "configs"
         return [str(configs / f"common{self.config_suffix}.yaml"), str(configs / f"{stage}{self.config_suffix}.yaml")]
 
+    def config_parser(self, stage: str, overrides: dict | None = None):
+        """A ``monai.bundle.ConfigParser`` holding ``stage``'s merged config (the bundle's metadata, the common
+        file, the stage file) and ``overrides``, as ``ConfigWorkflow`` builds it; nothing is parsed yet."""
+        from monai.bundle import ConfigParser  # here: the registry serves commands that never load MONAI
+
+        parser = ConfigParser()
+        parser.read_meta(str(self.bundle_dir / "configs" / "metadata.json"))
+        parser.read_config(self.config_files(stage))
+        if overrides:
+            parser.update(overrides)
+        return parser
+
 
 WORKFLOWS: dict[str, Workflow] = {
     "liver": Workflow(
