@@ -21,11 +21,11 @@ import nibabel as nib
 import numpy as np
 import torch
 from ignite.engine import Engine, Events
-from monai.transforms import Invertd
 
 from pipelines.html_report import CaseResult, Column, read_classifier_results, render_report_html, write_report_html
 from pipelines.inputs import case_name
 from pipelines.overlays import save_overlay_strip, select_slices
+from transforms.resample import ResampleToSource
 
 __all__ = ["class_volumes_ml", "voxel_volume_mm3", "to_ras", "SegmentationReportHandler"]
 
@@ -92,8 +92,9 @@ class SegmentationReportHandler:
     Args:
         output_dir: the evaluation folder.
         class_names: names indexed by class, background first.
-        preprocessing: the evaluator's preprocessing; the image is inverted through it onto the grid of the
-            prediction (after ``Invertd``), keeping its intensity scaling. None: the image is already on that grid.
+        preprocessing: the evaluator's preprocessing, when the image went through it: the image is then resampled
+            back onto its source grid (``transforms.ResampleToSource``, as the prediction is), keeping its intensity
+            scaling. None: the image is already on the prediction's grid.
         pathology_classes: classes whose slices the overlays show first (default: every foreground class).
         metrics: ``{engine metric name: column title}`` of per-case metrics with details
             (``engine.state.metric_details``), one value per foreground class or one per case.
@@ -134,11 +135,8 @@ class SegmentationReportHandler:
         bad = [c for c in self.pathology_classes if c not in fg]
         if bad:
             raise ValueError(f"pathology_classes {bad} are not foreground classes of {self.class_names}")
-        self.invert = (
-            None
-            if preprocessing is None
-            else Invertd(keys="image", transform=preprocessing, orig_keys="image", nearest_interp=False)
-        )
+        # one slab-wise resampling from the metadata (not Invertd through the preprocessing): bounded memory
+        self.invert = None if preprocessing is None else ResampleToSource()
         self.metrics = dict(DEFAULT_METRICS if metrics is None else metrics)
         self.classifier_dir = classifier_dir
         self.classifier_class_names = list(classifier_class_names)
@@ -208,7 +206,7 @@ class SegmentationReportHandler:
             raise ValueError(f"{name}: channel {self.channel} asked for an image of {image.shape[0]} channel(s)")
         image = image[self.channel : self.channel + 1].detach().cpu()
         if self.invert is not None:
-            image = self.invert({"image": image})["image"]
+            image = self.invert(image, image)
         array = np.asarray(torch.as_tensor(image)[0].float().numpy())
         if array.shape != shape:
             raise ValueError(
