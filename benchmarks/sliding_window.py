@@ -2,8 +2,9 @@
 
 The baseline is MONAI's ``SlidingWindowInferer`` as the bundles used it before ``FastSlidingWindowInferer``: the
 bundle's ``roi_size``, ``sw_batch_size`` 4, overlap 0.25, gaussian blending, float32, under ``torch.no_grad``.
-"ours" is whatever the bundle's ``inferer`` id builds (override it with ``--set``); "bf16" and "bf16+cl" isolate
-bfloat16 autocast and ``channels_last_3d`` at the baseline's overlap. Two parts, each printing a table:
+"ours" is whatever the bundle's ``inferer`` id builds (override it with ``--set``); "bf16" isolates bfloat16
+autocast and "layers" the exact layer rewrites of ``pipelines.fast_layers`` (in float32), both at the baseline's
+settings. Two parts, each printing a table:
 
 1. Held-out cases (the datalist's test split, on the network's grid): time and Dice against the label of each
    inferer, after argmax and the bundle's ``label_postprocessing``, side by side in this process.
@@ -48,7 +49,7 @@ from pipelines.fast_inference import FastSlidingWindowInferer  # noqa: E402
 from pipelines.inputs import case_name  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
-VARIANTS = ("monai", "bf16", "bf16+cl", "ours")
+VARIANTS = ("monai", "bf16", "layers", "ours")
 BASELINE = {"sw_batch_size": 4, "overlap": 0.25, "mode": "gaussian"}
 
 
@@ -70,13 +71,19 @@ def _inferer(parser: ConfigParser, variant: str):
     roi = parser.get_parsed_content("roi_size")
     if variant == "monai":
         return SlidingWindowInferer(roi_size=roi, **BASELINE)
-    if variant in ("bf16", "bf16+cl"):
-        return FastSlidingWindowInferer(roi_size=roi, precision="bf16", channels_last=variant == "bf16+cl", **BASELINE)
+    if variant == "bf16":
+        return FastSlidingWindowInferer(roi_size=roi, precision="bf16", fast_layers=False, **BASELINE)
+    if variant == "layers":
+        return FastSlidingWindowInferer(roi_size=roi, precision="fp32", fast_layers=True, **BASELINE)
     return parser.get_parsed_content("inferer")
 
 
 def _describe(inferer) -> str:
-    extra = f", {inferer.precision}, channels_last={inferer.channels_last}" if hasattr(inferer, "precision") else ""
+    extra = (
+        f", {inferer.precision}, channels_last={inferer.channels_last}, fast_layers={inferer.fast_layers}"
+        if hasattr(inferer, "precision")
+        else ""
+    )
     return f"sw_batch_size {inferer.sw_batch_size}, overlap {inferer.overlap}, {inferer.mode}{extra}"
 
 

@@ -7,6 +7,9 @@ windows goes through the network:
 - ``precision="auto"`` runs it under ``torch.autocast`` in bfloat16 where the device computes bfloat16 natively
   (CPUs with AVX512-BF16 or AMX, CUDA GPUs of compute capability 8.0 and newer), in float16 on older GPUs, and in
   float32 elsewhere; the logits come back as float32, so blending, softmax and argmax are unchanged;
+- ``fast_layers=True`` (default) runs the network through :func:`pipelines.fast_layers.fast_inference_network`:
+  the strided transposed convolutions to a few output channels and the convolutions between a few channels,
+  which oneDNN runs slowly, are computed by exact rewrites (a sub-pixel convolution, ``channels_last`` order);
 - ``channels_last=True`` hands the windows over in ``channels_last_3d`` memory order (measured: no gain for the
   bundles' U-Nets on a CPU, see ``benchmarks/sliding_window.py``; kept for GPUs);
 - ``stitch_on_cpu_above`` (voxels) stitches large volumes in host memory when the network runs on a GPU: MONAI's
@@ -23,6 +26,8 @@ from typing import Any
 
 import torch
 from monai.inferers import SlidingWindowInferer
+
+from pipelines.fast_layers import fast_inference_network
 
 __all__ = ["PRECISIONS", "check_precision", "resolve_precision", "auto_cpu_threshold", "FastSlidingWindowInferer"]
 
@@ -101,6 +106,8 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
         stitch_on_cpu_above: voxel count above which the output is stitched in host memory (MONAI's
             ``cpu_thresh``); ``"auto"`` sizes it from the GPU's memory and ``out_channels``; ``None`` never.
         out_channels: the network's output channels, for ``stitch_on_cpu_above="auto"``.
+        fast_layers: compute the layers oneDNN runs slowly by exact rewrites (see
+            :func:`pipelines.fast_layers.fast_inference_network`); the network itself is not modified.
         kwargs: any other ``SlidingWindowInferer`` argument (``sigma_scale``, ``padding_mode``, ``buffer_steps``...).
     """
 
@@ -114,6 +121,7 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
         channels_last: bool = False,
         stitch_on_cpu_above: int | str | None = "auto",
         out_channels: int = 2,
+        fast_layers: bool = True,
         **kwargs: Any,
     ) -> None:
         if stitch_on_cpu_above == "auto":
@@ -129,6 +137,7 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
         )
         self.precision = check_precision(precision)
         self.channels_last = bool(channels_last)
+        self.fast_layers = bool(fast_layers)
 
     def _window_predictor(self, network: Callable, dtype: torch.dtype | None) -> Callable:
         """``network`` wrapped so that each window batch runs in ``dtype`` and comes back as float32."""
@@ -148,4 +157,6 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
         """Sliding-window inference of ``inputs`` (``(B, C, *spatial)``) with ``network``, in the set precision."""
         device = self.sw_device if self.sw_device is not None else inputs.device
         dtype = resolve_precision(self.precision, device)
+        if self.fast_layers:
+            network = fast_inference_network(network)
         return super().__call__(inputs, self._window_predictor(network, dtype), *args, **kwargs)

@@ -53,13 +53,24 @@ def test_bad_precisions_are_refused_with_the_choices():
         FastSlidingWindowInferer(ROI, precision="float8")
 
 
-def test_fp32_matches_monai_sliding_window_exactly(network, volume):
+@pytest.mark.parametrize("fast_layers, atol", [(False, 1e-6), (True, 1e-4)])
+def test_fp32_matches_monai_sliding_window(network, volume, fast_layers, atol):
+    """Exactly without the layer rewrites; to float32 rounding with them (they sum in another order)."""
     plain = SlidingWindowInferer(ROI, sw_batch_size=4, overlap=0.25, mode="gaussian")
-    fast = FastSlidingWindowInferer(ROI, sw_batch_size=4, overlap=0.25, mode="gaussian", precision="fp32")
+    fast = FastSlidingWindowInferer(
+        ROI, sw_batch_size=4, overlap=0.25, mode="gaussian", precision="fp32", fast_layers=fast_layers
+    )
     with torch.no_grad():
         expected, got = plain(volume, network), fast(volume, network)
     assert got.dtype == torch.float32 and got.shape == (1, 3, *volume.shape[2:])
-    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got, expected, rtol=0, atol=atol)
+
+
+def test_fast_layers_leave_the_callers_network_alone(network, volume):
+    before = [type(m) for m in network.modules()]
+    with torch.no_grad():
+        FastSlidingWindowInferer(ROI, precision="fp32")(volume, network)
+    assert [type(m) for m in network.modules()] == before
 
 
 def test_channels_last_gives_the_same_logits(network, volume):

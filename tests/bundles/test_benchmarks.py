@@ -30,7 +30,7 @@ def test_sliding_window_benchmark_prints_both_tables(tiny_liver_task, shrink_ove
     figures = json.loads((tmp_path / "figures.json").read_text())
     (row,) = figures["ct_sized"]
     assert row["size"] == "40x36x20" and row["voxels"] == 40 * 36 * 20
-    for variant in ("monai", "bf16", "bf16+cl", "ours"):
+    for variant in ("monai", "bf16", "layers", "ours"):
         assert row[variant]["seconds"] > 0 and row[variant]["peak_rss_mib"] > 0
         assert len(row[variant]["dice"]) == 2  # liver, tumour
     assert all(0 <= d <= 1 for d in row["ours"]["agreement"] if d == d)
