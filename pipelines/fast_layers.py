@@ -109,17 +109,16 @@ class SubPixelConvTranspose(nn.Module):
         if output_size is not None:
             return conv(x, output_size)
         sizes = x.shape[2:]
-        out = [
-            (n - 1) * s - 2 * p + k + op
-            for n, s, p, k, op in zip(sizes, conv.stride, conv.padding, conv.kernel_size, conv.output_padding)
-        ]
+        geometry = zip(sizes, conv.stride, conv.padding, conv.kernel_size, conv.output_padding, strict=True)
+        out = [(n - 1) * s - 2 * p + k + op for n, s, p, k, op in geometry]
         coarse = [-(-o // s) for o, s in zip(out, conv.stride, strict=True)]
         # input positions m + low .. m + high for coarse output m: pad symmetrically (no copy of the input) by
         # enough for both ends, and keep the coarse outputs from index pad + low on
         pads = [max(0, -lo, m - n + hi) for n, m, lo, hi in zip(sizes, coarse, self.low, self.high, strict=True)]
         kernel, bias = self.kernel()
         y = _CONV[self.dims](x, kernel, bias, padding=pads)
-        y = y[(slice(None), slice(None), *(slice(p + lo, p + lo + m) for p, lo, m in zip(pads, self.low, coarse)))]
+        starts = [p + lo for p, lo in zip(pads, self.low, strict=True)]
+        y = y[(slice(None), slice(None), *(slice(a, a + m) for a, m in zip(starts, coarse, strict=True)))]
         batch, c_out = y.shape[0], conv.out_channels
         y = y.reshape(batch, c_out, *conv.stride, *coarse)
         # (B, C, s1.., m1..) -> (B, C, m1, s1, m2, s2, ..)
