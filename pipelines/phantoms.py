@@ -5,11 +5,13 @@ evaluation, inference) run anywhere, without downloading LiTS / MSD Task03_Liver
 they aim to have the intensities, structures and label statistics a liver model meets in portal-venous or
 non-contrast abdominal CT.
 
-Geometry: voxel axes are RAS+ (axis 0: towards the patient's Left, axis 1: Anterior, axis 2: Superior) and the
-affine is ``diag(spacing)`` with the volume centred on the world origin. The liver therefore lies on the
-patient's right, which is the LOW index side of axis 0 (image left in the radiological convention, where
-``image[:, :, k].T`` shown with ``origin="lower"`` puts anterior at the top and the patient's right on the left).
-The spine is posterior (low index of axis 1) and the liver dome is at the top slices (high index of axis 2).
+Geometry: voxel axes are RAS+ as NIfTI defines it (axis 0: towards the patient's Right, axis 1: Anterior, axis 2:
+Superior) and the affine is ``diag(spacing)`` with the volume centred on the world origin. The liver therefore
+lies on the patient's right, at positive world x, the HIGH index side of axis 0. The body is laid out with axis 0
+pointing to the patient's left (as in the radiological display) and mirrored into RAS+ as the last step; phantoms
+written before that fix (``dataset.json`` without ``"axes": "RAS"`` in its ``phantom`` record) had the organs on
+the wrong side, and :func:`write_liver_phantom_task` rewrites them. The spine is posterior (low index of axis 1)
+and the liver dome is at the top slices (high index of axis 2).
 
 Command line::
 
@@ -114,7 +116,7 @@ def make_liver_ct_phantom(
 
     Args:
         seed: seed of ``numpy.random.default_rng``; the same seed, shape and spacing give identical output.
-        shape: number of voxels along (x: patient left, y: anterior, z: superior).
+        shape: number of voxels along (x: patient right, y: anterior, z: superior).
         spacing: voxel size in mm along the same axes.
         z_range: the craniocaudal extent of the scan in units of the abdomen described above (0 its bottom slice,
             1 its top slice). The default scans the abdomen only; ``(-1.0, 1.6)`` scans 2.6 times as far, with
@@ -317,6 +319,8 @@ def make_liver_ct_phantom(
     img += noise
     image = np.clip(np.rint(img), -1024, 3071).astype(np.int16)
 
+    # laid out with axis 0 towards the patient's left; NIfTI's RAS+ axis 0 points to the right: mirror
+    image, label = np.ascontiguousarray(image[::-1]), np.ascontiguousarray(label[::-1])
     affine = np.diag([sx, sy, sz, 1.0])
     affine[:3, 3] = -(np.array(shape) - 1) / 2 * np.array(spacing)
     return image, label, affine
@@ -478,6 +482,7 @@ def write_liver_phantom_task(
         raise ValueError(f"{out_dir}: num_cases must be at least 1, got {num_cases}")
     out_dir = Path(out_dir)
     params = {"seed": int(seed), "shape": [int(s) for s in shape], "spacing": [float(s) for s in spacing]}
+    params["axes"] = "RAS"  # absent from tasks written with the organs mirrored: those are rewritten
     if tuple(float(v) for v in z_range) != (0.0, 1.0):
         params["z_range"] = [float(v) for v in z_range]
     if _task_is_complete(out_dir, int(num_cases), params):

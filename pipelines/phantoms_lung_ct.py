@@ -8,10 +8,13 @@ trachea and oesophagus, two lungs with branching bronchovascular trees, the diap
 and lesions: peripheral ground-glass opacities (some with a consolidated core or a crazy-paving pattern) and solid
 nodules.
 
-Geometry follows :mod:`pipelines.phantoms`: voxel axes are RAS+ (axis 0: towards the patient's Left, axis 1:
-Anterior, axis 2: Superior), the affine is ``diag(spacing)`` with the volume centred on the world origin. The right
-lung is therefore on the LOW index side of axis 0, the spine is posterior (low index of axis 1), the lung bases and
-the liver dome are in the bottom slices and the lung apices at the top.
+Geometry follows :mod:`pipelines.phantoms`: voxel axes are RAS+ as NIfTI defines it (axis 0: towards the
+patient's Right, axis 1: Anterior, axis 2: Superior), the affine is ``diag(spacing)`` with the volume centred on
+the world origin. The right lung and the liver dome are therefore on the HIGH index side of axis 0 (positive world
+x), the heart leans to the low side, the spine is posterior (low index of axis 1), the lung bases and the liver
+dome are in the bottom slices and the lung apices at the top. The chest is laid out with axis 0 towards the
+patient's left and mirrored into RAS+ as the last step; tasks written before that fix (their ``phantom.json``
+params lack ``"axes": "RAS"``) had the organs on the wrong side and are rewritten.
 
 Command line::
 
@@ -218,7 +221,7 @@ def make_lung_ct_phantom(
 
     Args:
         seed: seed of ``numpy.random.default_rng``; the same seed, shape and spacing give identical output.
-        shape: number of voxels along (x: patient left, y: anterior, z: superior).
+        shape: number of voxels along (x: patient right, y: anterior, z: superior).
         spacing: voxel size in mm along the same axes.
 
     Returns:
@@ -275,6 +278,11 @@ def build_lung_ct(
     image = np.clip(np.rint(img), -1024, 3071).astype(np.int16)
     affine = np.diag([sx, sy, sz, 1.0])
     affine[:3, 3] = g.origin
+    # laid out with axis 0 towards the patient's left; NIfTI's RAS+ axis 0 points to the right: mirror
+    image, label, lungs = (np.ascontiguousarray(a[::-1]) for a in (image, label, lungs))
+    for lesion in lesions:
+        i, j, k = lesion["center"]
+        lesion["center"] = (shape[0] - 1 - i, j, k)
     return LungCT(image, label, affine, lungs, tuple(lesions))
 
 
@@ -759,6 +767,7 @@ def write_lung_ct_phantom_task(
         )
     out_dir = Path(out_dir)
     params = {"seed": int(seed), "shape": shape_l, "spacing": spacing_l}
+    params["axes"] = "RAS"  # absent from tasks written with the organs mirrored: those are rewritten
     if _task_is_complete(out_dir, int(num_cases), params):
         logger.info("lung CT phantom task %s is already complete (%d cases); nothing to do", out_dir, num_cases)
         return out_dir

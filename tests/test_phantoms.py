@@ -31,6 +31,16 @@ def test_outputs_types_shapes_and_affine(default_case):
     np.testing.assert_allclose(centre[:3], 0.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_liver_is_on_the_patients_right(seed):
+    """NIfTI world x grows towards the patient's right (RAS+), where the liver is: a mirrored phantom would teach
+    a model that the liver is on the left, and it would fail on real scans."""
+    image, label, affine = make_liver_ct_phantom(seed, shape=TINY)
+    assert nib.aff2axcodes(affine) == ("R", "A", "S")
+    liver_x = affine[0, 0] * np.argwhere(label == 1)[:, 0] + affine[0, 3]
+    assert liver_x.mean() > 0 and (liver_x > 0).mean() > 0.7
+
+
 def test_same_seed_same_case_and_different_seeds_differ():
     a = make_liver_ct_phantom(7, shape=TINY)
     b = make_liver_ct_phantom(7, shape=TINY)

@@ -36,6 +36,15 @@ def test_outputs_types_shapes_and_affine(cases):
     np.testing.assert_allclose(centre[:3], 0.0, atol=1e-6)
 
 
+def test_the_right_lung_is_on_the_patients_right_and_larger(cases):
+    """NIfTI world x grows towards the patient's right (RAS+). The right lung is the larger one (the heart takes
+    room from the left), so most lung voxels lie at positive world x."""
+    for seed, case in cases.items():
+        assert nib.aff2axcodes(case.affine) == ("R", "A", "S")
+        lung_x = case.affine[0, 0] * np.argwhere(case.lungs)[:, 0] + case.affine[0, 3]
+        assert (lung_x > 0).sum() > (lung_x < 0).sum(), f"seed {seed}"
+
+
 def test_same_seed_same_case_and_different_seeds_differ():
     a = make_lung_ct_phantom(3, TINY, TINY_SPACING)
     b = make_lung_ct_phantom(3, TINY, TINY_SPACING)
@@ -114,7 +123,7 @@ def test_bad_arguments_are_value_errors(tmp_path):
 def test_written_task_layout_and_idempotency(tmp_path):
     out = write_lung_ct_phantom_task(tmp_path / "covid", num_cases=2, seed=5, shape=TINY, spacing=TINY_SPACING)
     record = json.loads((out / "phantom.json").read_text())
-    assert record["params"] == {"seed": 5, "shape": list(TINY), "spacing": list(TINY_SPACING)}
+    assert record["params"] == {"seed": 5, "shape": list(TINY), "spacing": list(TINY_SPACING), "axes": "RAS"}
     assert record["labels"] == {"0": "background", "1": "lesion"} and record["numTraining"] == 2
     assert "synthetic" in record["description"].lower()
     assert case_name(0) == "volume-covid19-phantom-0000"
