@@ -21,6 +21,7 @@ _SUBMODULES = (
     "distributed",
     "export",
     "fast_inference",
+    "fast_layers",
     "html_report",
     "inputs",
     "metrics",

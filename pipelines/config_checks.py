@@ -117,6 +117,8 @@ def _fit(default: Any, value: Any) -> tuple[bool, Any]:
             return True, float(value)
         except (TypeError, ValueError):
             return False, value
+    if default == "auto":  # a sentinel for "work it out": the id's real values are numbers, booleans or null
+        return True, value
     if isinstance(default, str):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return True, str(value)  # output_dir=2024 is a folder name

@@ -174,12 +174,18 @@ def _time(fn, repeats: int = 3) -> float:
 
 
 def compare_speed(network: torch.nn.Module, paths: dict[str, Path], batch: torch.Tensor) -> dict[str, float]:
-    """Seconds per window batch in PyTorch (float32 and bfloat16 autocast) and in each exported runtime."""
+    """Seconds per window batch in PyTorch (float32, bfloat16 autocast, and both with the layer rewrites of
+    :mod:`pipelines.fast_layers` that the bundles' inferer uses) and in each exported runtime."""
+    from pipelines.fast_layers import fast_inference_network
+
+    fast = fast_inference_network(network)
     times = {}
     with torch.no_grad():
         times["pytorch fp32"] = _time(lambda: network(batch))
+        times["pytorch fp32 fast layers"] = _time(lambda: fast(batch))
         with torch.autocast("cpu", dtype=torch.bfloat16):
             times["pytorch bf16 autocast"] = _time(lambda: network(batch))
+            times["pytorch bf16 fast layers"] = _time(lambda: fast(batch))
         if "torchscript" in paths:
             scripted = torch.jit.load(str(paths["torchscript"]))
             times["torchscript fp32"] = _time(lambda: scripted(batch))

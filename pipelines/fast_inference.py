@@ -7,9 +7,10 @@ windows goes through the network:
 - ``precision="auto"`` runs it under ``torch.autocast`` in bfloat16 where the device computes bfloat16 natively
   (CPUs with AVX512-BF16 or AMX, CUDA GPUs of compute capability 8.0 and newer), in float16 on older GPUs, and in
   float32 elsewhere; the logits come back as float32, so blending, softmax and argmax are unchanged;
-- ``fast_layers=True`` (default) runs the network through :func:`pipelines.fast_layers.fast_inference_network`:
-  the strided transposed convolutions to a few output channels and the convolutions between a few channels,
-  which oneDNN runs slowly, are computed by exact rewrites (a sub-pixel convolution, ``channels_last`` order);
+- ``fast_layers`` runs the network through :func:`pipelines.fast_layers.fast_inference_network`: the strided
+  transposed convolutions to a few output channels and the convolutions between a few channels, which oneDNN
+  runs slowly, are computed by exact rewrites (a sub-pixel convolution, ``channels_last`` order). ``"auto"``
+  (default) does so on CPUs, where it was measured; ``True`` everywhere, ``False`` never;
 - ``channels_last=True`` hands the windows over in ``channels_last_3d`` memory order (measured: no gain for the
   bundles' U-Nets on a CPU, see ``benchmarks/sliding_window.py``; kept for GPUs);
 - ``stitch_on_cpu_above`` (voxels) stitches large volumes in host memory when the network runs on a GPU: MONAI's
@@ -107,7 +108,8 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
             ``cpu_thresh``); ``"auto"`` sizes it from the GPU's memory and ``out_channels``; ``None`` never.
         out_channels: the network's output channels, for ``stitch_on_cpu_above="auto"``.
         fast_layers: compute the layers oneDNN runs slowly by exact rewrites (see
-            :func:`pipelines.fast_layers.fast_inference_network`); the network itself is not modified.
+            :func:`pipelines.fast_layers.fast_inference_network`): ``"auto"`` on CPUs only, or ``True`` /
+            ``False``; the network itself is not modified.
         kwargs: any other ``SlidingWindowInferer`` argument (``sigma_scale``, ``padding_mode``, ``buffer_steps``...).
     """
 
@@ -121,7 +123,7 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
         channels_last: bool = False,
         stitch_on_cpu_above: int | str | None = "auto",
         out_channels: int = 2,
-        fast_layers: bool = True,
+        fast_layers: bool | str = "auto",
         **kwargs: Any,
     ) -> None:
         if stitch_on_cpu_above == "auto":
@@ -137,7 +139,9 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
         )
         self.precision = check_precision(precision)
         self.channels_last = bool(channels_last)
-        self.fast_layers = bool(fast_layers)
+        if not isinstance(fast_layers, bool) and fast_layers != "auto":
+            raise ValueError(f"fast_layers must be true, false or 'auto', got {fast_layers!r}")
+        self.fast_layers = fast_layers
 
     def _window_predictor(self, network: Callable, dtype: torch.dtype | None) -> Callable:
         """``network`` wrapped so that each window batch runs in ``dtype`` and comes back as float32."""
@@ -157,6 +161,6 @@ class FastSlidingWindowInferer(SlidingWindowInferer):
         """Sliding-window inference of ``inputs`` (``(B, C, *spatial)``) with ``network``, in the set precision."""
         device = self.sw_device if self.sw_device is not None else inputs.device
         dtype = resolve_precision(self.precision, device)
-        if self.fast_layers:
+        if self.fast_layers is True or (self.fast_layers == "auto" and torch.device(device).type == "cpu"):
             network = fast_inference_network(network)
         return super().__call__(inputs, self._window_predictor(network, dtype), *args, **kwargs)

@@ -43,6 +43,14 @@ def test_known_ids_pass_and_values_are_converted(liver_train):
     assert checked["my_new_id"] == "x" and checked["train#trainer#max_epochs"] == 2
 
 
+def test_auto_defaults_take_numbers_booleans_and_null_unchanged(liver_train):
+    """``auto`` stands for a computed number or switch: ``--set sw_stitch_on_cpu_above=50000000`` must reach the
+    inferer as the integer, not as the string '50000000'."""
+    overrides = {"sw_stitch_on_cpu_above": 50_000_000, "sw_fast_layers": False, "sw_precision": "fp32"}
+    assert check_overrides(liver_train, overrides) == overrides
+    assert check_overrides(liver_train, {"sw_stitch_on_cpu_above": None}) == {"sw_stitch_on_cpu_above": None}
+
+
 def test_unknown_id_lists_close_matches(liver_train):
     with pytest.raises(ConfigOverrideError) as info:
         check_overrides(liver_train, {"max_epoch": 5}, where="the liver train config")

@@ -122,3 +122,14 @@ def test_cpu_stitching_threshold(monkeypatch):
     assert auto_cpu_threshold(3) == int(0.4 * 80 * 2**30 / 16)
     assert FastSlidingWindowInferer(ROI, out_channels=3).cpu_thresh == int(0.4 * 80 * 2**30 / 16)
     assert FastSlidingWindowInferer(ROI, stitch_on_cpu_above=1000).cpu_thresh == 1000
+
+
+def test_fast_layers_auto_means_cpu_and_junk_is_refused(network, volume, monkeypatch):
+    calls = []
+    monkeypatch.setattr(fast_inference, "fast_inference_network", lambda n: calls.append(n) or n)
+    with torch.no_grad():
+        FastSlidingWindowInferer(ROI, precision="fp32")(volume, network)  # auto, on the CPU
+        FastSlidingWindowInferer(ROI, precision="fp32", fast_layers=False)(volume, network)
+    assert calls == [network]
+    with pytest.raises(ValueError, match="fast_layers must be true, false or 'auto'"):
+        FastSlidingWindowInferer(ROI, fast_layers="yes")
