@@ -21,7 +21,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-from monai.bundle import ConfigParser
 from monai.transforms import LoadImage
 
 from pipelines.inputs import IMAGE_SUFFIXES, case_name, list_inference_inputs
@@ -33,8 +32,7 @@ logger = logging.getLogger("prepare_studies")
 
 
 def _sequence_suffixes(workflow: str) -> list[str] | None:
-    parser = ConfigParser()
-    parser.read_config(get_workflow(workflow).config_files("inference"))
+    parser = get_workflow(workflow).config_parser("inference")
     return list(parser.get_parsed_content("sequence_suffixes")) if "sequence_suffixes" in parser else None
 
 

@@ -84,8 +84,7 @@ def volumetric_workflows() -> list[str]:
     for name, workflow in WORKFLOWS.items():
         if "inference" not in workflow.stages:
             continue
-        parser = ConfigParser()
-        parser.read_config(workflow.config_files("inference"))
+        parser = workflow.config_parser("inference")
         if parser.get("network_def#spatial_dims") == 3:
             names.append(name)
     return names
@@ -188,10 +187,7 @@ class BundleInfo:
         workflow = get_workflow(name)
 
         def parser_of(stage: str) -> ConfigParser:
-            parser = ConfigParser()
-            parser.read_config(workflow.config_files(stage))
-            parser.update(dict(overrides or {}))
-            return parser
+            return workflow.config_parser(stage, dict(overrides or {}))
 
         infer = parser_of("inference")
         class_names = tuple(infer.get_parsed_content("class_names"))
