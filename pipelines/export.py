@@ -260,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         base = times["pytorch fp32"]
         print(f"one batch of 4 windows of {'x'.join(map(str, info['roi_size']))}, {torch.get_num_threads()} threads:")
         for name, seconds in times.items():
-            print(f"  {name:22s} {seconds:7.3f} s  x{base / seconds:.2f}")
+            print(f"  {name:26s} {seconds:7.3f} s  x{base / seconds:.2f}")
     return status
 
 
