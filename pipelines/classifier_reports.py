@@ -23,6 +23,7 @@ from pipelines.classification_metrics import (
     write_slice_results_csv,
 )
 from pipelines.inputs import case_name
+from pipelines.overlays import axial_display
 
 __all__ = ["GRADCAM_LAYERS", "SliceResultsSaver", "save_gradcam_overlays"]
 
@@ -45,13 +46,12 @@ def save_gradcam_overlays(
     out_dir: str | os.PathLike,
     target_layer: str,
     class_index: int = 1,
-    radiological: bool = False,
 ) -> list[Path]:
     """Write one PNG per sample: its centre slice with the Grad-CAM map of ``class_index`` overlaid.
 
-    Each ``(H, W)`` plane is shown turned a quarter anticlockwise (``np.rot90``), which puts a radiograph loaded by
-    MONAI's PIL reader upright as it was stored. ``radiological=True`` is for RAS axial slices ``(X, Y)`` of a CT
-    or MR volume: anterior up and the patient's right on the viewer's left, as :mod:`pipelines.overlays` shows them.
+    The samples are RAS axial slices ``(X, Y)`` of the 3D bundles; they are shown as :mod:`pipelines.overlays`
+    shows them: anterior up and the patient's right on the viewer's left (radiographs have their own overlays in
+    :mod:`pipelines.xray`).
 
     Args:
         classifier: the trained 2D classifier.
@@ -60,7 +60,6 @@ def save_gradcam_overlays(
         out_dir: folder for the PNGs.
         target_layer: name of the layer whose activations Grad-CAM weighs (see ``GRADCAM_LAYERS``).
         class_index: class whose evidence is shown (1: positive).
-        radiological: the samples are RAS axial slices: mirror them left-right after turning.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -74,9 +73,8 @@ def save_gradcam_overlays(
         fig = Figure(figsize=(4, 4), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
-        turn = (lambda a: np.rot90(a)[:, ::-1]) if radiological else np.rot90
-        ax.imshow(turn(sample[centre]), cmap="gray")
-        ax.imshow(turn(heat[0]), cmap="jet", alpha=0.35, vmin=0.0, vmax=1.0)
+        ax.imshow(axial_display(sample[centre]), cmap="gray")
+        ax.imshow(axial_display(heat[0]), cmap="jet", alpha=0.35, vmin=0.0, vmax=1.0)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
         paths.append(atomic_write(out_dir / f"{title}.png", lambda tmp, fig=fig: fig.savefig(tmp, bbox_inches="tight")))
@@ -177,6 +175,4 @@ class SliceResultsSaver:
         chosen = [row for candidates in kept for row, _ in candidates]
         samples = torch.stack([image for candidates in kept for _, image in candidates])
         titles = [f"{r['volume_id']}_slice{r['slice_index']:03d}_p{r['probability']:.2f}" for r in chosen]
-        save_gradcam_overlays(
-            engine.network, samples, titles, self.output_dir / "gradcam", self.gradcam_layer, radiological=True
-        )
+        save_gradcam_overlays(engine.network, samples, titles, self.output_dir / "gradcam", self.gradcam_layer)

@@ -15,7 +15,7 @@ from matplotlib.patches import Patch
 
 from pipelines.atomic import atomic_write
 
-__all__ = ["CLASS_COLOURS", "class_colour", "display_range", "select_slices", "save_overlay_strip"]
+__all__ = ["CLASS_COLOURS", "axial_display", "class_colour", "display_range", "select_slices", "save_overlay_strip"]
 
 # Colour of class 1, 2, ... (class 0, the background, is never drawn); cycled for more classes.
 CLASS_COLOURS = ("#2ca02c", "#d62728", "#ffd700", "#1f77b4", "#e377c2", "#17becf", "#ff7f0e", "#9467bd")
@@ -118,7 +118,7 @@ def _overlay_rgba(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return rgba
 
 
-def _axial(volume_slice: np.ndarray) -> np.ndarray:
+def axial_display(volume_slice: np.ndarray) -> np.ndarray:
     """A RAS axial slice ``(X, Y)`` as displayed: anterior up, the patient's right on the viewer's left."""
     return volume_slice.T[::-1, ::-1]
 
@@ -173,12 +173,13 @@ def save_overlay_strip(
     axes = fig.subplots(3, len(slices), squeeze=False)
     rows = (("image", None), ("ground truth", label), ("prediction", pred))
     for column, z in enumerate(slices):
-        grey = _axial(image[:, :, z])
+        grey = axial_display(image[:, :, z])
         for row, (name, labels) in enumerate(rows):
             ax = axes[row][column]
             ax.imshow(grey, cmap=grey_map, vmin=vmin, vmax=vmax, aspect=aspect, interpolation="nearest")
             if labels is not None:
-                ax.imshow(_overlay_rgba(_axial(labels[:, :, z]), num_classes), aspect=aspect, interpolation="nearest")
+                overlay = _overlay_rgba(axial_display(labels[:, :, z]), num_classes)
+                ax.imshow(overlay, aspect=aspect, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
