@@ -44,6 +44,7 @@ _SUBMODULES = (
     "workflows",
     "writers",
     "xray",
+    "xray_reports",
 )
 
 

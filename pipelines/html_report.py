@@ -20,6 +20,8 @@ __all__ = ["CaseResult", "Column", "read_classifier_results", "render_report_htm
 logger = logging.getLogger(__name__)
 
 CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
+MULTICLASS_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc")
+PER_CLASS_METRICS = ("precision", "recall", "f1", "roc_auc", "support")
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -96,19 +98,50 @@ def _metrics_table(columns: Sequence[Column], cases: Sequence[CaseResult]) -> li
     return out
 
 
-def _classifier_section(classifier: Mapping, class_names: Sequence[str]) -> list[str]:
+def _multiclass_tables(metrics: Mapping) -> list[str]:
+    """Per-class metrics and the K x K confusion matrix of a multi-class evaluation (``multiclass_report``)."""
     esc = html.escape
-    out = ["<h2>Slice classifier</h2>"]
+    names = [str(n) for n in metrics.get("class_names", [])]
+    matrix = metrics.get("confusion_matrix")
+    out = []
+    per_class = metrics.get("per_class") or {}
+    columns = [m for m in PER_CLASS_METRICS if any(m in (per_class.get(n) or {}) for n in names)]
+    if names and columns:
+        out.append('<table id="classifier-per-class">')
+        out.append("<thead><tr><th>class</th>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr></thead>")
+        out.append("<tbody>")
+        for name in names:
+            values = per_class.get(name) or {}
+            cells = "".join(f"<td>{_number(_float(values.get(c)), 0 if c == 'support' else 3)}</td>" for c in columns)
+            out.append(f'<tr><td class="case">{esc(name)}</td>{cells}</tr>')
+        out.append("</tbody></table>")
+    if names and isinstance(matrix, list) and len(matrix) == len(names):
+        out.append('<table id="confusion-matrix">')
+        out.append("<thead><tr><th>true \\ predicted</th>" + "".join(f"<th>{esc(n)}</th>" for n in names))
+        out.append("</tr></thead><tbody>")
+        for name, row in zip(names, matrix, strict=True):
+            out.append(f"<tr><th>{esc(name)}</th>" + "".join(f"<td>{int(v)}</td>" for v in row) + "</tr>")
+        out.append("</tbody></table>")
+    return out
+
+
+def _classifier_section(classifier: Mapping, class_names: Sequence[str], title: str) -> list[str]:
+    esc = html.escape
+    out = [f"<h2>{esc(title)}</h2>"]
     if classifier.get("source"):
         source, written = esc(str(classifier["source"])), esc(str(classifier.get("written", "")))
         out.append(f'<p class="note">From {source}, written {written}.</p>')
     metrics = classifier.get("metrics", {})
-    rows = [(name, metrics.get(name)) for name in CLASSIFIER_METRICS if name in metrics]
+    multiclass = "confusion_matrix" in metrics and "class_names" in metrics
+    names = MULTICLASS_METRICS if multiclass else CLASSIFIER_METRICS
+    rows = [(name, metrics.get(name)) for name in names if name in metrics]
     if rows:
         out.append('<table id="classifier-metrics"><tbody>')
         out += [f"<tr><th>{esc(name)}</th><td>{_number(_float(value), 3)}</td></tr>" for name, value in rows]
         out.append("</tbody></table>")
-    if all(k in metrics for k in ("tp", "fp", "tn", "fn")):
+    if multiclass:
+        out += _multiclass_tables(metrics)
+    elif all(k in metrics for k in ("tp", "fp", "tn", "fn")):
         negative, positive = (esc(str(n)) for n in (list(class_names) + ["negative", "positive"])[:2])
         out += [
             '<table id="confusion-matrix">',
@@ -134,6 +167,7 @@ def render_report_html(
     classifier: Mapping | None = None,
     classifier_class_names: Sequence[str] = ("negative", "positive"),
     notes: Sequence[str] = (),
+    classifier_title: str = "Slice classifier",
 ) -> str:
     """The report page as a string: a metrics table (one row per case and a mean row), the slice classifier's
     metrics and confusion matrix when ``classifier`` is given, and each case's overlay strip.
@@ -145,9 +179,12 @@ def render_report_html(
         title: the page title.
         columns: the numeric columns, in order (columns of one ``group`` should be adjacent).
         cases: the evaluated cases.
-        classifier: ``{"metrics": <classification_metrics.json>, "source": path, "written": time}`` or None.
-        classifier_class_names: negative and positive class names of the classifier.
+        classifier: ``{"metrics": <classification_metrics.json>, "source": path, "written": time}`` or None; a
+            binary evaluation (``tp``, ``fp``...) or a multi-class one (``class_names``, ``per_class``,
+            ``confusion_matrix``, macro averages).
+        classifier_class_names: negative and positive class names of a binary classifier.
         notes: lines shown under the title (how the values were computed).
+        classifier_title: heading of the classifier's section.
     """
     esc = html.escape
     out = [
@@ -165,7 +202,7 @@ def render_report_html(
         *_metrics_table(columns, cases),
     ]
     if classifier:
-        out += _classifier_section(classifier, classifier_class_names)
+        out += _classifier_section(classifier, classifier_class_names, classifier_title)
     with_overlay = [(index, case) for index, case in enumerate(cases) if case.overlay]
     if with_overlay:
         out.append("<h2>Overlays</h2>")

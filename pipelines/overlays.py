@@ -1,4 +1,5 @@
-"""Per-case overlay strips: image, ground truth and prediction on the axial slices with the most pathology."""
+"""Per-case overlays: image, ground truth and prediction on the axial slices with the most pathology (volumes), or
+side by side (radiographs)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ from matplotlib.patches import Patch
 
 from pipelines.atomic import atomic_write
 
-__all__ = ["CLASS_COLOURS", "axial_display", "class_colour", "display_range", "select_slices", "save_overlay_strip"]
+__all__ = [
+    "CLASS_COLOURS",
+    "axial_display",
+    "class_colour",
+    "display_range",
+    "radiograph_display",
+    "save_overlay_strip",
+    "save_radiograph_overlay",
+    "select_slices",
+]
 
 # Colour of class 1, 2, ... (class 0, the background, is never drawn); cycled for more classes.
 CLASS_COLOURS = ("#2ca02c", "#d62728", "#ffd700", "#1f77b4", "#e377c2", "#17becf", "#ff7f0e", "#9467bd")
@@ -190,4 +200,50 @@ def save_overlay_strip(
     fig.legend(handles=handles, loc="lower center", ncol=max(1, len(handles)), fontsize=9, frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.subplots_adjust(left=0.06, right=0.99, top=0.92, bottom=0.08, wspace=0.04, hspace=0.04)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+
+
+def radiograph_display(image: np.ndarray) -> np.ndarray:
+    """A radiograph as MONAI's PIL reader loads it, ``(width, height)``, in rows and columns as it is viewed."""
+    return np.asarray(image).T
+
+
+def save_radiograph_overlay(
+    path: str | os.PathLike,
+    image: np.ndarray,
+    label: np.ndarray,
+    pred: np.ndarray,
+    class_names: Sequence[str],
+    title: str,
+) -> Path:
+    """Write a PNG of one radiograph in three panels (image, ground truth, prediction), with a legend.
+
+    The arrays are ``(width, height)`` as MONAI's PIL reader gives them (see :func:`radiograph_display`); the
+    PNG is ``3 * 2.5`` by ``2.5 + 0.8`` inches at 100 dpi, written atomically.
+
+    Raises:
+        ValueError: for arrays that are not 2D or differ in shape.
+    """
+    image, label, pred = np.asarray(image), np.asarray(label), np.asarray(pred)
+    if not image.shape == label.shape == pred.shape or image.ndim != 2:
+        raise ValueError(
+            f"{path}: image, label and pred must be 2D of one shape, got {image.shape}, {label.shape}, {pred.shape}"
+        )
+    vmin, vmax = display_range(image)
+    num_classes = len(class_names)
+    fig = Figure(figsize=(PANEL_INCHES * 3, PANEL_INCHES + 0.8), dpi=DPI)
+    FigureCanvasAgg(fig)
+    grey = radiograph_display(image)
+    for column, (name, labels) in enumerate((("image", None), ("ground truth", label), ("prediction", pred))):
+        ax = fig.add_subplot(1, 3, column + 1)
+        ax.imshow(grey, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+        if labels is not None:
+            ax.imshow(_overlay_rgba(radiograph_display(labels), num_classes), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(name, fontsize=9)
+    handles = [Patch(color=class_colour(i), label=str(class_names[i])) for i in range(1, num_classes)]
+    fig.legend(handles=handles, loc="lower center", ncol=max(1, len(handles)), fontsize=9, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.82, bottom=0.1, wspace=0.04)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))

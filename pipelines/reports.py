@@ -27,7 +27,7 @@ from pipelines.inputs import case_name
 from pipelines.overlays import save_overlay_strip, select_slices
 from transforms.resample import ResampleToSource
 
-__all__ = ["class_volumes_ml", "voxel_volume_mm3", "to_ras", "SegmentationReportHandler"]
+__all__ = ["class_map", "class_volumes_ml", "voxel_volume_mm3", "to_ras", "SegmentationReportHandler"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ def to_ras(volume: np.ndarray, affine: Any) -> tuple[np.ndarray, np.ndarray]:
     return nib.orientations.apply_orientation(volume, transform), ras_spacing
 
 
-def _class_map(onehot: Any) -> np.ndarray:
-    """``(C, X, Y, Z)`` one-hot (or probabilities) to a ``(X, Y, Z)`` uint8 class map."""
+def class_map(onehot: Any) -> np.ndarray:
+    """``(C, *spatial)`` one-hot (or probabilities) to a ``spatial`` uint8 class map."""
     tensor = torch.as_tensor(onehot).detach()
     return tensor.argmax(dim=0).to(dtype=torch.uint8, device="cpu").numpy()
 
@@ -108,6 +108,9 @@ class SegmentationReportHandler:
         min_gap: least distance between two shown slices (in voxels along z).
         title: title of the report page.
     """
+
+    classifier_title = "Slice classifier"
+    size_groups = ("Volume predicted (mL)", "Volume ground truth (mL)")  # column groups of the class sizes
 
     def __init__(
         self,
@@ -228,11 +231,11 @@ class SegmentationReportHandler:
         affine = getattr(label, "affine", None)
         if affine is None:
             raise ValueError(f"{name}: the label has no affine (not a MetaTensor); cannot compute volumes in mL")
-        label_map, pred_map = _class_map(label), _class_map(pred)
+        label_map, pred_map = class_map(label), class_map(pred)
         voxel_mm3 = voxel_volume_mm3(affine)
         result = CaseResult(name=name)
-        for group, class_map in (("Volume predicted (mL)", pred_map), ("Volume ground truth (mL)", label_map)):
-            for index, volume in enumerate(class_volumes_ml(class_map, self.num_classes, voxel_mm3)[1:], start=1):
+        for group, classes in zip(self.size_groups, (pred_map, label_map), strict=True):
+            for index, volume in enumerate(class_volumes_ml(classes, self.num_classes, voxel_mm3)[1:], start=1):
                 result.values[Column(group, self.class_names[index]).key] = volume
         image = self._image_on_grid(item, name, label_map.shape)
         (image, spacing), (label_map, _), (pred_map, _) = (to_ras(v, affine) for v in (image, label_map, pred_map))
@@ -265,7 +268,7 @@ class SegmentationReportHandler:
             width = int(values.shape[-1]) if values.ndim == 2 else 1
             names = foreground if width == len(foreground) else ["all"] if width == 1 else []
             columns += [Column(title, n) for n in names]
-        for group in ("Volume predicted (mL)", "Volume ground truth (mL)"):
+        for group in self.size_groups:
             columns += [Column(group, n, digits=2) for n in foreground]
         return columns
 
@@ -286,6 +289,16 @@ class SegmentationReportHandler:
                 for name, value in zip(names, row, strict=True):
                     case.values[Column(title, name).key] = float(value)
 
+    def notes(self) -> list[str]:
+        """The lines under the report's title: how the values were computed and what the overlays show."""
+        pathology = ", ".join(self.class_names[c] for c in self.pathology_classes)
+        return [
+            f"{len(self.cases)} case(s); metrics and volumes on each case's original grid (volumes from the voxel "
+            "spacing of the label). Empty cells: undefined (e.g. a class absent from both).",
+            f"Overlays: the {self.num_slices} axial slices with the most {pathology} in the ground truth (else in "
+            "the prediction), anterior up, the patient's right on the left.",
+        ]
+
     def write(self, engine: Engine) -> Path | None:
         """Write ``report.html`` with the cases seen, the metrics' details, and the classifier's results."""
         if not self.cases:
@@ -293,20 +306,14 @@ class SegmentationReportHandler:
             return None
         columns = self.columns(engine)
         self._fill_metrics(engine, columns)
-        pathology = ", ".join(self.class_names[c] for c in self.pathology_classes)
-        notes = [
-            f"{len(self.cases)} case(s); metrics and volumes on each case's original grid (volumes from the voxel "
-            "spacing of the label). Empty cells: undefined (e.g. a class absent from both).",
-            f"Overlays: the {self.num_slices} axial slices with the most {pathology} in the ground truth (else in "
-            "the prediction), anterior up, the patient's right on the left.",
-        ]
         page = render_report_html(
             self.title,
             columns,
             self.cases,
             classifier=read_classifier_results(self.classifier_dir),
             classifier_class_names=self.classifier_class_names,
-            notes=notes,
+            notes=self.notes(),
+            classifier_title=self.classifier_title,
         )
         path = write_report_html(self.report_path, page)
         logger.info(

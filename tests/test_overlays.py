@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.overlays import class_colour, display_range, save_overlay_strip, select_slices
+from pipelines.overlays import (
+    class_colour,
+    display_range,
+    save_overlay_strip,
+    save_radiograph_overlay,
+    select_slices,
+)
 
 
 def _maps(depth: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -90,3 +96,21 @@ def test_overlay_strip_is_a_png_of_the_documented_size(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == ["case.png"]  # no temporary left
     with pytest.raises(ValueError):
         save_overlay_strip(tmp_path / "bad.png", image, label[:, :, :5], label, ["b", "l"], [1], "bad")
+
+
+def test_radiograph_overlay_is_upright_and_checks_its_input(tmp_path):
+    """A radiograph as the PIL reader loads it is (width, height): the top rows of the film are the low second
+    index; they must come out at the top of each panel."""
+    image = np.zeros((40, 30), np.float32)  # (width, height)
+    image[:, :8] = 1.0  # the top of the film is bright
+    label = np.zeros((40, 30), np.uint8)
+    path = save_radiograph_overlay(tmp_path / "xr.png", image, label, label, ["background", "lung"], "film")
+    with Image.open(path) as png:
+        assert png.size == (3 * 250, 330)
+        grey = np.asarray(png.convert("L"), dtype=np.float32)
+    panel = grey[40:300, 10:240]  # the first panel, below the titles
+    rows = np.nonzero((panel > 5).any(axis=1) & (panel < 250).any(axis=1))[0]
+    top, bottom = panel[rows[0] : rows[0] + 10], panel[rows[-1] - 10 : rows[-1]]
+    assert top.mean() > bottom.mean() + 50
+    with pytest.raises(ValueError, match="must be 2D of one shape"):
+        save_radiograph_overlay(tmp_path / "bad.png", image, label[:, :5], label, ["b", "l"], "bad")

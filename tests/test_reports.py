@@ -106,6 +106,24 @@ def test_classifier_results_are_included_when_present(tmp_path):
     assert read_classifier_results(tmp_path) is None
 
 
+def test_multiclass_classifier_results_have_per_class_rows_and_a_k_by_k_matrix():
+    names = ["COVID", "Normal", "<Viral>"]
+    metrics = {
+        "accuracy": 0.6,
+        "macro_f1": 0.5,
+        "class_names": names,
+        "per_class": {n: {"precision": 0.5, "recall": 0.25, "f1": 0.33, "support": 4} for n in names},
+        "confusion_matrix": [[1, 2, 1], [0, 4, 0], [3, 0, 1]],
+    }
+    page = render_report_html("t", COLUMNS, _cases(), {"metrics": metrics}, classifier_title="Radiograph classifier")
+    assert "<h2>Radiograph classifier</h2>" in page and "<th>macro_f1</th><td>0.500</td>" in page
+    per_class = page.split('<table id="classifier-per-class">')[1].split("</table>")[0]
+    assert per_class.count("<tr>") == 1 + 3 and '<td class="case">&lt;Viral&gt;</td><td>0.500</td>' in per_class
+    matrix = page.split('<table id="confusion-matrix">')[1].split("</table>")[0]
+    assert "<th>&lt;Viral&gt;</th><td>3</td><td>0</td><td>1</td>" in matrix  # the true class's row
+    assert "tp" not in metrics and "<th>true \\ predicted</th><th>COVID</th>" in matrix
+
+
 def _one_hot(class_map: np.ndarray, num_classes: int, affine: np.ndarray) -> MetaTensor:
     onehot = torch.nn.functional.one_hot(torch.as_tensor(class_map, dtype=torch.long), num_classes)
     return MetaTensor(onehot.permute(3, 0, 1, 2).float(), affine=torch.as_tensor(affine))

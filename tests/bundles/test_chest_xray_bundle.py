@@ -119,7 +119,7 @@ def test_train_writes_checkpoint_and_finished_mlflow_run(trained_segmenter):
     assert {"model_xray.pt", "common_xray.yaml", "train_xray.yaml"} <= artifacts
 
 
-def test_evaluate_writes_per_image_dice(trained_segmenter):
+def test_evaluate_writes_per_image_dice_and_the_report(trained_segmenter):
     run_xray_stage("evaluate", trained_segmenter)
     eval_dir = Path(trained_segmenter["output_dir"]) / "eval"
     with open(eval_dir / "test_lung_dice_raw.csv") as handle:
@@ -130,6 +130,16 @@ def test_evaluate_writes_per_image_dice(trained_segmenter):
     assert "test_mean_dice" in summary and "test_lung_dice" in summary
     (run,) = _runs(trained_segmenter, "chest_xray_segmentation", "evaluate_")
     assert run.info.status == "FINISHED" and 0.0 <= run.data.metrics["test_lung_dice"] <= 1.0
+    # the report: a row per radiograph (and the mean), Dice and areas, one upright overlay each, logged
+    entries = _test_entries(trained_segmenter)
+    page = (eval_dir / "report.html").read_text(encoding="utf-8")
+    body = page.split("<tbody>")[1].split("</tbody>")[0]
+    assert body.count("<tr") == len(entries) + 1 and "Area predicted (% of image)" in page
+    overlays = sorted(p.name for p in (eval_dir / "overlays").iterdir())
+    assert len(overlays) == len(entries) and all(f'src="overlays/{name}"' in page for name in overlays)
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{Path(trained_segmenter['output_dir']) / 'mlflow.db'}")
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
+    assert {"eval/report.html", "eval/overlays"} <= logged
 
 
 def test_train_classifier_writes_checkpoint_and_multiclass_metrics(trained_classifier):
