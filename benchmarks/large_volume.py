@@ -27,7 +27,8 @@ sys.path.insert(0, str(REPO_ROOT))
 
 
 def _large_case(workflow: str, shape: tuple[int, int, int]) -> Path:
-    """A held-out case of ``workflow`` resampled to ``shape`` voxels over its field of view (written once)."""
+    """A held-out case of ``workflow`` resampled to ``shape`` voxels over its field of view (written once, and again
+    when the case is newer, e.g. after the phantoms were regenerated)."""
     import nibabel as nib
     from monai.data import load_decathlon_datalist
     from scipy.ndimage import zoom
@@ -42,7 +43,7 @@ def _large_case(workflow: str, shape: tuple[int, int, int]) -> Path:
     if not isinstance(source, str):
         raise SystemExit(f"{workflow}: cases with several files per image are not supported here")
     out = REPO_ROOT / "data" / f"large_{workflow}_{'x'.join(map(str, shape))}.nii.gz"
-    if out.is_file():
+    if out.is_file() and out.stat().st_mtime >= Path(source).stat().st_mtime:
         return out
     image = nib.load(source)
     data = np.asanyarray(image.dataobj).astype(np.float32)
