@@ -25,7 +25,7 @@ from pipelines.classification_metrics import (
 from pipelines.inputs import case_name
 from pipelines.overlays import axial_display
 
-__all__ = ["GRADCAM_LAYERS", "SliceResultsSaver", "save_gradcam_overlays"]
+__all__ = ["GRADCAM_LAYERS", "SliceResultsSaver", "save_slice_gradcam_overlays"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ GRADCAM_LAYERS = {
 }
 
 
-def save_gradcam_overlays(
+def save_slice_gradcam_overlays(
     classifier: torch.nn.Module,
     samples: torch.Tensor,
     titles: Sequence[str],
@@ -175,4 +175,4 @@ class SliceResultsSaver:
         chosen = [row for candidates in kept for row, _ in candidates]
         samples = torch.stack([image for candidates in kept for _, image in candidates])
         titles = [f"{r['volume_id']}_slice{r['slice_index']:03d}_p{r['probability']:.2f}" for r in chosen]
-        save_gradcam_overlays(engine.network, samples, titles, self.output_dir / "gradcam", self.gradcam_layer)
+        save_slice_gradcam_overlays(engine.network, samples, titles, self.output_dir / "gradcam", self.gradcam_layer)

@@ -6,7 +6,7 @@
   loss), :func:`check_radiograph` and :func:`validate_xray_datalist` (every problem, before any long run);
 * the classifier: :class:`PrepareClassBatch` (the engines read the class index from ``"class"``, not the mask
   under ``"label"``), :class:`ClassificationResultsSaver` (CSV of probabilities, metrics JSON, confusion matrix
-  and Grad-CAM overlays) and :func:`save_gradcam_overlays`.
+  and Grad-CAM overlays) and :func:`save_radiograph_gradcam_overlays`.
 
 The datalist (``data_manifests/chest_xray.py``) has the class names, sorted, under ``"classes"`` and sections
 ``training`` / ``validation`` / ``test`` of ``{"image": ..., "label": <lung mask>, "class": int, "class_name": str}``.
@@ -44,7 +44,7 @@ __all__ = [
     "list_xray_inputs",
     "xray_inference_inputs",
     "PrepareClassBatch",
-    "save_gradcam_overlays",
+    "save_radiograph_gradcam_overlays",
     "ClassificationResultsSaver",
 ]
 
@@ -339,7 +339,7 @@ def _draw_overlay(image: np.ndarray, heat: np.ndarray, title: str, path: Path) -
     return atomic_write(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight"))
 
 
-def save_gradcam_overlays(
+def save_radiograph_gradcam_overlays(
     classifier: torch.nn.Module,
     images: torch.Tensor,
     class_indices: Sequence[int],
@@ -478,7 +478,7 @@ class ClassificationResultsSaver:
 
         if self._cam is None:
             self._cam = GradCAM(nn_module=engine.network, target_layers=self.gradcam_layer)
-        save_gradcam_overlays(
+        save_radiograph_gradcam_overlays(
             engine.network,
             torch.stack([image for _, _, image in chosen]),
             [shown for shown, _, _ in chosen],

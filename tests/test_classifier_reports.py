@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pipelines.classifier_reports import save_gradcam_overlays
+from pipelines.classifier_reports import save_slice_gradcam_overlays
 
 
 def _marker_side(png) -> str:
@@ -26,8 +26,8 @@ def test_the_patients_right_is_on_the_viewers_left(tmp_path):
     )
     sample = torch.zeros(1, 3, 40, 40)  # (N, C, X, Y): X grows towards the patient's right (RAS)
     sample[:, :, 28:, :] = 1.0  # the patient's right third is bright
-    (png,) = save_gradcam_overlays(classifier, sample, ["case"], tmp_path, "0")
+    (png,) = save_slice_gradcam_overlays(classifier, sample, ["case"], tmp_path, "0")
     assert _marker_side(png) == "left"
     sample = sample.flip(2)  # the patient's left third bright instead
-    (png,) = save_gradcam_overlays(classifier, sample, ["mirrored"], tmp_path, "0")
+    (png,) = save_slice_gradcam_overlays(classifier, sample, ["mirrored"], tmp_path, "0")
     assert _marker_side(png) == "right"
