@@ -131,12 +131,14 @@ class SliceResultsSaver:
     def collect(self, engine: Engine) -> None:
         """Record the slices of the current batch."""
         for item, sample in zip(engine.state.output, engine.state.batch, strict=True):
-            prob = float(torch.softmax(torch.as_tensor(item["pred"]).float().flatten(), dim=0)[1])
+            # float64 and unrounded: a confident classifier's probabilities differ only past the 7th decimal, and
+            # rounding them into ties lowered the ROC-AUC and the recall thresholds (0.941 instead of 0.976)
+            prob = float(torch.softmax(torch.as_tensor(item["pred"]).detach().double().flatten(), dim=0)[1])
             row = {
                 "volume_id": case_name(sample.get("volume", "")),
                 "slice_index": int(sample.get("slice_index", len(self.rows))),
                 "label": int(torch.as_tensor(item["label"]).item()),
-                "probability": round(prob, 6),
+                "probability": prob,
                 "prediction": int(prob >= self.threshold),
             }
             self.rows.append(row)

@@ -1,13 +1,16 @@
-"""pipelines.classifier_reports: Grad-CAM overlays show RAS axial slices the radiological way round."""
+"""pipelines.classifier_reports: Grad-CAM overlays the radiological way round; unrounded slice probabilities."""
 
 from __future__ import annotations
+
+import json
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from pipelines.classifier_reports import save_slice_gradcam_overlays
+from pipelines.classifier_reports import SliceResultsSaver, save_slice_gradcam_overlays
 
 
 def _marker_side(png) -> str:
@@ -31,3 +34,17 @@ def test_the_patients_right_is_on_the_viewers_left(tmp_path):
     sample = sample.flip(2)  # the patient's left third bright instead
     (png,) = save_slice_gradcam_overlays(classifier, sample, ["mirrored"], tmp_path, "0")
     assert _marker_side(png) == "right"
+
+
+def test_confident_probabilities_are_not_rounded_into_ties(tmp_path):
+    """Slices scored 1 - 1e-8 and 1 - 1e-10 must still rank apart: the ROC-AUC of a perfect ranking is 1."""
+    saver = SliceResultsSaver(tmp_path, class_names=["no liver", "liver"])
+    margins = {18.0: 0, 20.0: 1, 23.0: 1, 2.0: 0}  # logit of "liver" minus logit of "no liver" -> label
+    outputs = [{"pred": torch.tensor([0.0, m]), "label": torch.tensor(lab), "image": torch.zeros(1, 4, 4)}
+               for m, lab in margins.items()]  # fmt: skip
+    batch = [{"volume": "case.nii.gz", "slice_index": i} for i in range(len(outputs))]
+    engine = SimpleNamespace(state=SimpleNamespace(output=outputs, batch=batch))
+    saver.collect(engine)
+    saver.write(engine)
+    metrics = json.loads((tmp_path / "classification_metrics.json").read_text())
+    assert metrics["roc_auc"] == 1.0
