@@ -39,8 +39,8 @@ class SubPixelConvTranspose(nn.Module):
     Output position ``o = s*m + a`` (phase ``a`` of ``s``) of a transposed convolution sums input positions
     ``m + d`` weighted by kernel tap ``a + padding - s*d``. The wrapped layer's kernel is gathered into a kernel of
     ``s**dims * out_channels`` output channels over the offsets ``d``, so one convolution on the input grid computes
-    every phase, and a reshape interleaves them. The kernel is gathered from the wrapped layer's current weight on
-    every call (it is small), so the wrapper follows weight updates.
+    every phase, and a reshape interleaves them. The kernel is gathered from the wrapped layer's weight, and gathered
+    again when that weight changes, so the wrapper follows weight updates (see :meth:`kernel`).
 
     Args:
         conv: a ``ConvTranspose{1,2,3}d`` with ``groups=1`` and ``dilation=1``, as :func:`supports` checks.
@@ -55,8 +55,8 @@ class SubPixelConvTranspose(nn.Module):
         taps, self.low, self.high = [], [], []
         for s, k, p in zip(conv.stride, conv.kernel_size, conv.padding, strict=True):
             # offsets d with a tap k_ = a + p - s*d in [0, k) for some phase a
-            d_min = min(d for d in range(-k, k + 1) if any(0 <= a + p - s * d < k for a in range(s)))
-            d_max = max(d for d in range(-k, k + 1) if any(0 <= a + p - s * d < k for a in range(s)))
+            used = [d for d in range(-k, k + 1) if any(0 <= a + p - s * d < k for a in range(s))]
+            d_min, d_max = min(used), max(used)
             self.low.append(d_min)
             self.high.append(d_max)
             taps.append([[a + p - s * d if 0 <= a + p - s * d < k else -1 for d in range(d_min, d_max + 1)]

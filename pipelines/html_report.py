@@ -14,14 +14,14 @@ from pathlib import Path
 from urllib.parse import quote
 
 from pipelines.atomic import atomic_write
+from pipelines.multiclass_metrics import PER_CLASS_METRICS, SUMMARY_METRICS
 
 __all__ = ["CaseResult", "Column", "read_classifier_results", "render_report_html", "write_report_html"]
 
 logger = logging.getLogger(__name__)
 
 CLASSIFIER_METRICS = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
-MULTICLASS_METRICS = ("accuracy", "macro_precision", "macro_recall", "macro_f1", "roc_auc")
-PER_CLASS_METRICS = ("precision", "recall", "f1", "roc_auc", "support")
+PER_CLASS_COLUMNS = (*PER_CLASS_METRICS, "support")
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -105,7 +105,7 @@ def _multiclass_tables(metrics: Mapping) -> list[str]:
     matrix = metrics.get("confusion_matrix")
     out = []
     per_class = metrics.get("per_class") or {}
-    columns = [m for m in PER_CLASS_METRICS if any(m in (per_class.get(n) or {}) for n in names)]
+    columns = [m for m in PER_CLASS_COLUMNS if any(m in (per_class.get(n) or {}) for n in names)]
     if names and columns:
         out.append('<table id="classifier-per-class">')
         out.append("<thead><tr><th>class</th>" + "".join(f"<th>{esc(c)}</th>" for c in columns) + "</tr></thead>")
@@ -133,7 +133,7 @@ def _classifier_section(classifier: Mapping, class_names: Sequence[str], title: 
         out.append(f'<p class="note">From {source}, written {written}.</p>')
     metrics = classifier.get("metrics", {})
     multiclass = "confusion_matrix" in metrics and "class_names" in metrics
-    names = MULTICLASS_METRICS if multiclass else CLASSIFIER_METRICS
+    names = SUMMARY_METRICS if multiclass else CLASSIFIER_METRICS
     rows = [(name, metrics.get(name)) for name in names if name in metrics]
     if rows:
         out.append('<table id="classifier-metrics"><tbody>')
