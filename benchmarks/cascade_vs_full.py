@@ -34,14 +34,14 @@ from monai.metrics import DiceMetric  # noqa: E402
 from monai.transforms import AsDiscrete  # noqa: E402
 
 from pipelines.api import load_weights  # noqa: E402
-from pipelines.cli import parse_overrides  # noqa: E402
-from pipelines.inputs import case_name  # noqa: E402
+from pipelines.cli.main import parse_overrides  # noqa: E402
+from pipelines.io.inputs import case_name  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
 
 def _long_scan_items(n: int) -> list[dict[str, str]]:
     """``n`` liver phantoms (seeds unseen in training) with a chest-abdomen-pelvis scan range, written once."""
-    from pipelines.phantoms import DEFAULT_SHAPE, DEFAULT_SPACING, write_liver_phantom_task
+    from pipelines.phantoms.liver_ct import DEFAULT_SHAPE, DEFAULT_SPACING, write_liver_phantom_task
 
     task = REPO_ROOT / "data" / "Task03_Liver_phantom_long"
     shape = (*DEFAULT_SHAPE[:2], round(DEFAULT_SHAPE[2] * 2.6))  # same slice spacing, 2.6 times the range

@@ -3,7 +3,7 @@
 The baseline is MONAI's ``SlidingWindowInferer`` as the bundles used it before ``FastSlidingWindowInferer``: the
 bundle's ``roi_size``, ``sw_batch_size`` 4, overlap 0.25, gaussian blending, float32, under ``torch.no_grad``.
 "ours" is whatever the bundle's ``inferer`` id builds (override it with ``--set``); "bf16" isolates bfloat16
-autocast and "layers" the exact layer rewrites of ``pipelines.fast_layers`` (in float32), both at the baseline's
+autocast and "layers" the exact layer rewrites of ``pipelines.models.fast_layers`` (in float32), both at the baseline's
 settings. Two parts, each printing a table:
 
 1. Held-out cases (the datalist's test split, on the network's grid): time and Dice against the label of each
@@ -44,9 +44,9 @@ from monai.metrics import DiceMetric  # noqa: E402
 from monai.transforms import AsDiscrete  # noqa: E402
 
 from pipelines.api import load_weights  # noqa: E402
-from pipelines.cli import parse_overrides  # noqa: E402
-from pipelines.fast_inference import FastSlidingWindowInferer  # noqa: E402
-from pipelines.inputs import case_name  # noqa: E402
+from pipelines.cli.main import parse_overrides  # noqa: E402
+from pipelines.inference.fast_inference import FastSlidingWindowInferer  # noqa: E402
+from pipelines.io.inputs import case_name  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
 VARIANTS = ("monai", "bf16", "layers", "ours")

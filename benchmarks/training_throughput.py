@@ -32,7 +32,7 @@ from monai.bundle import ConfigParser  # noqa: E402
 from monai.data import CacheDataset, Dataset, PersistentDataset, ThreadDataLoader  # noqa: E402
 from monai.utils import set_determinism  # noqa: E402
 
-from pipelines.cli import parse_overrides  # noqa: E402
+from pipelines.cli.main import parse_overrides  # noqa: E402
 from pipelines.workflows import ensure_default_data, get_workflow  # noqa: E402
 
 KINDS = ("dataset", "cache", "persistent")

@@ -29,7 +29,7 @@ from data_manifests.splits import (
     configure_logging,
     is_hidden,
 )
-from pipelines.checks import DataError
+from pipelines.validation.checks import DataError
 
 __all__ = ["CHANNELS", "LABELS", "LABELS_2023", "find_brats_cases", "build_brats_datalist", "main"]
 
@@ -161,7 +161,7 @@ def build_brats_datalist(
         val_fraction: fraction of patients for validation.
         test_fraction: fraction of patients for test.
         seed: seed of the patient shuffle.
-        validate: check each of the four images against the segmentation with :mod:`pipelines.checks`.
+        validate: check each of the four images against the segmentation with :mod:`pipelines.validation.checks`.
         relative_to: folder the written paths are relative to (only with ``output_path``; default its folder).
         slice_counts: read every segmentation to count positive / negative axial slices per section.
 

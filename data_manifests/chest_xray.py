@@ -40,7 +40,7 @@ from data_manifests.splits import (
     log_counts,
     split_by_patient,
 )
-from pipelines.checks import DataError
+from pipelines.validation.checks import DataError
 
 __all__ = ["MASK_FOLDERS", "SPLIT_FOLDERS", "find_chest_xray_images", "build_chest_xray_datalist", "main"]
 

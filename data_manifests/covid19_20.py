@@ -27,7 +27,7 @@ from data_manifests.splits import (
     configure_logging,
     is_hidden,
 )
-from pipelines.checks import DataError
+from pipelines.validation.checks import DataError
 
 __all__ = ["LABELS", "patient_of_case", "find_covid19_20_cases", "build_covid19_20_datalist", "main"]
 
@@ -106,7 +106,7 @@ def build_covid19_20_datalist(
         val_fraction: fraction of patients for validation.
         test_fraction: fraction of patients for test.
         seed: seed of the patient shuffle.
-        validate: check every CT / segmentation pair with :mod:`pipelines.checks` (reads every file).
+        validate: check every CT / segmentation pair with :mod:`pipelines.validation.checks` (reads every file).
         relative_to: folder the written paths are relative to (only with ``output_path``; default its folder).
         slice_counts: read every segmentation to count positive / negative slices per section.
 

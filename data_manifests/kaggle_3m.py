@@ -33,8 +33,8 @@ from data_manifests.splits import (
     common_kwargs,
     configure_logging,
 )
-from pipelines.atomic import atomic_write
-from pipelines.checks import DataError
+from pipelines.io.atomic import atomic_write
+from pipelines.validation.checks import DataError
 
 __all__ = [
     "CHANNELS",
@@ -302,7 +302,7 @@ def build_kaggle_3m_datalist(
         val_fraction: fraction of patients for validation.
         test_fraction: fraction of patients for test.
         seed: seed of the patient shuffle.
-        validate: check the written volumes with :mod:`pipelines.checks`.
+        validate: check the written volumes with :mod:`pipelines.validation.checks`.
         relative_to: folder the written paths are relative to (only with ``output_path``; default its folder).
         slice_counts: count positive / negative slices per section (reads every assembled mask).
 

@@ -26,7 +26,7 @@ from data_manifests.splits import (
     configure_logging,
     is_hidden,
 )
-from pipelines.checks import DataError
+from pipelines.validation.checks import DataError
 
 __all__ = ["LABELS", "find_lits_cases", "build_lits_datalist", "main"]
 
@@ -96,7 +96,7 @@ def build_lits_datalist(
         val_fraction: fraction of patients for validation.
         test_fraction: fraction of patients for test.
         seed: seed of the patient shuffle.
-        validate: check every volume / segmentation pair with :mod:`pipelines.checks` (reads every file).
+        validate: check every volume / segmentation pair with :mod:`pipelines.validation.checks` (reads every file).
         relative_to: folder the written paths are relative to (only with ``output_path``; default its folder).
         slice_counts: read every segmentation to count positive / negative slices per section.
 

@@ -1,7 +1,7 @@
 """Build a MONAI datalist (training / validation / test) from a Medical Segmentation Decathlon task folder.
 
 Works for any MSD task (``TaskNN_Name/`` with ``imagesTr/``, ``labelsTr/`` and ``dataset.json``), e.g.
-Task03_Liver or the phantom task written by :mod:`pipelines.phantoms`.
+Task03_Liver or the phantom task written by :mod:`pipelines.phantoms.liver_ct`.
 
 Command line::
 
@@ -30,7 +30,7 @@ from data_manifests.splits import (
     split_by_patient,
     split_counts,
 )
-from pipelines.checks import DataError, validate_datalist
+from pipelines.validation.checks import DataError, validate_datalist
 
 __all__ = ["build_msd_datalist", "split_counts", "main"]
 
@@ -115,7 +115,8 @@ def build_msd_datalist(
         val_fraction: fraction of cases for validation.
         test_fraction: fraction of cases for test.
         seed: seed of the shuffle.
-        validate: check every image / label pair with :mod:`pipelines.checks` first (slower, reads every file).
+        validate: check every image / label pair with :mod:`pipelines.validation.checks` first (slower, reads every
+        file).
         relative_to: folder the written paths are relative to (only with ``output_path``).
         slice_counts: read every label to count positive / negative slices per section.
 

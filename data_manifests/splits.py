@@ -17,8 +17,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from pipelines.atomic import write_json_atomic
-from pipelines.checks import DataError, validate_datalist
+from pipelines.io.atomic import write_json_atomic
+from pipelines.validation.checks import DataError, validate_datalist
 
 __all__ = [
     "SECTIONS",
@@ -340,7 +340,7 @@ def build_datalist(
         val_fraction: fraction of patients for validation.
         test_fraction: fraction of patients for test.
         seed: seed of the patient shuffle.
-        validate: check every entry with :func:`pipelines.checks.validate_datalist` (reads every file).
+        validate: check every entry with :func:`pipelines.validation.checks.validate_datalist` (reads every file).
         slice_counts: count positive / negative label slices per section (reads every label).
         output_path: JSON file to write atomically, or ``None``.
         relative_to: folder the written paths are relative to (only with ``output_path``).

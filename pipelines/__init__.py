@@ -1,54 +1,36 @@
-"""The Python behind the bundles: workflow registry, data checks, phantoms, metrics, tracking, command line.
+"""The Python behind the bundles. Each subpackage has one job:
 
-Submodules load on first attribute access (``pipelines.checks``), so a bundle config can ``$import pipelines``
-and use any of them without paying for the others at start-up.
+* ``workflows``: the registry of workflows and their bundles, which the command line, tests and docs read;
+* ``api``: :class:`pipelines.api.Segmenter`, a bundle's models on files or in-memory images;
+* ``io``: reading inputs, writing predictions atomically, DICOM SEG;
+* ``validation``: data and path checks that name the file and the problem;
+* ``models``: segmenters, slice classifiers, fast layers, losses;
+* ``inference``: the slice-gated cascade and sliding-window inference;
+* ``training``: resumable training, MLflow runs, distributed training;
+* ``evaluation``: metrics;
+* ``reports``: HTML reports, overlays, training curves;
+* ``phantoms``: the embedded default data;
+* ``xray``: the chest X-ray workflow's own steps;
+* ``cli``: the ``radcascade`` command, config checks, export.
+
+Subpackages and modules load on first attribute access, so a bundle config can ``$import pipelines`` and use
+``$pipelines.inference.cascade...`` without paying for the others at start-up.
 """
 
-import importlib
+from pipelines._lazy import lazy_getattr
 
 _SUBMODULES = (
     "api",
-    "atomic",
-    "cascade",
-    "checks",
-    "classification_metrics",
-    "classifier_reports",
-    "classifiers",
     "cli",
-    "config_checks",
-    "dicom_checks",
-    "dicom_seg",
-    "distributed",
-    "export",
-    "fast_inference",
-    "fast_layers",
-    "html_report",
-    "inputs",
-    "metrics",
-    "multiclass_metrics",
-    "overlays",
-    "path_safety",
+    "evaluation",
+    "inference",
+    "io",
+    "models",
     "phantoms",
-    "phantoms_brain",
-    "phantoms_chest_xray",
-    "phantoms_lung_ct",
     "reports",
-    "resume",
-    "robust_inference",
-    "segmenters",
-    "slabs",
-    "tracking",
     "training",
-    "training_curves",
-    "tversky",
+    "validation",
     "workflows",
-    "writers",
     "xray",
-    "xray_reports",
 )
-
-
-def __getattr__(name: str):
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _SUBMODULES)

@@ -109,7 +109,7 @@ WORKFLOWS: dict[str, Workflow] = {
         classes=("background", "liver", "tumour"),
         default_data="data/Task03_Liver_phantom",
         default_datalist="data_manifests/liver_phantom.json",
-        data_generator="pipelines.phantoms.write_liver_phantom_task",
+        data_generator="pipelines.phantoms.liver_ct.write_liver_phantom_task",
         demo_overrides={"max_epochs": 25},
     ),
     "lung": Workflow(
@@ -119,7 +119,7 @@ WORKFLOWS: dict[str, Workflow] = {
         classes=("background", "lesion"),
         default_data="data/COVID-19-20_phantom",
         default_datalist="data_manifests/lung_phantom.json",
-        data_generator="pipelines.phantoms_lung_ct.write_lung_ct_phantom_task",
+        data_generator="pipelines.phantoms.lung_ct.write_lung_ct_phantom_task",
         demo_overrides={"max_epochs": 25},
     ),
     "brain": Workflow(
@@ -129,7 +129,7 @@ WORKFLOWS: dict[str, Workflow] = {
         classes=("background", "necrotic core", "oedema", "enhancing tumour"),
         default_data="data/BraTS_phantom",
         default_datalist="data_manifests/brain_phantom.json",
-        data_generator="pipelines.phantoms_brain.write_brain_phantom_task",
+        data_generator="pipelines.phantoms.brain_mr.write_brain_phantom_task",
         demo_overrides={"max_epochs": 25},
     ),
     "chest_xray": Workflow(
@@ -142,7 +142,7 @@ WORKFLOWS: dict[str, Workflow] = {
         classes=("background", "lung"),
         default_data="data/COVID-19_Radiography_phantom",
         default_datalist="data_manifests/chest_xray_phantom.json",
-        data_generator="pipelines.phantoms_chest_xray.write_default_dataset",
+        data_generator="pipelines.phantoms.chest_xray.write_default_dataset",
         default_cases=24,
     ),
 }

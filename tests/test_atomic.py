@@ -1,10 +1,10 @@
-"""Tests of pipelines.atomic: atomic writes leave either the old file or the new one, with a normal file mode."""
+"""Tests of pipelines.io.atomic: atomic writes leave either the old file or the new one, with a normal file mode."""
 
 import os
 
 import pytest
 
-from pipelines.atomic import atomic_write, write_json_atomic
+from pipelines.io.atomic import atomic_write, write_json_atomic
 
 
 def test_written_file_has_the_mode_of_a_plain_open(tmp_path):

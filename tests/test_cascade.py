@@ -8,8 +8,8 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 
-from pipelines.cascade import SliceGatedInferer, background_logits, crop_slab, paste_slab, score_slices
-from pipelines.slabs import Slab
+from pipelines.inference.cascade import SliceGatedInferer, background_logits, crop_slab, paste_slab, score_slices
+from pipelines.inference.slabs import Slab
 
 LESION = slice(12, 20)  # slices holding the bright lesion
 

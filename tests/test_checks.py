@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from pipelines.checks import DataError, check_pair, check_volume, main, validate_datalist
+from pipelines.validation.checks import DataError, check_pair, check_volume, main, validate_datalist
 
 SHAPE = (12, 10, 6)
 AFFINE = np.diag([1.5, 1.5, 2.5, 1.0])

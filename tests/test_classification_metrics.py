@@ -1,4 +1,4 @@
-"""Tests of pipelines.classification_metrics: numpy metrics, PNG and CSV outputs, ignite metrics in MONAI."""
+"""Tests of pipelines.evaluation.classification_metrics: numpy metrics, PNG and CSV outputs, ignite metrics in MONAI."""
 
 import itertools
 import math
@@ -13,7 +13,7 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator
 
-from pipelines.classification_metrics import (
+from pipelines.evaluation.classification_metrics import (
     SCALAR_METRICS,
     SliceClassificationMetrics,
     binary_metrics,
@@ -307,7 +307,7 @@ def test_metrics_in_monai_supervised_evaluator(decollate):
 
 
 def test_thresholds_for_recall_by_hand():
-    from pipelines.classification_metrics import thresholds_for_recall
+    from pipelines.evaluation.classification_metrics import thresholds_for_recall
 
     # positives scored 0.9, 0.8, 0.4, 0.2: recall 0.5 needs 2 of 4 (threshold 0.8), 0.75 needs 3 (0.4), 1.0 all (0.2)
     labels = [1, 0, 1, 1, 0, 1, 0]

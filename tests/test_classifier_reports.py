@@ -1,4 +1,4 @@
-"""pipelines.classifier_reports: Grad-CAM overlays the radiological way round; unrounded slice probabilities."""
+"""pipelines.reports.classifier_reports: Grad-CAM overlays the radiological way round; unrounded slice probabilities."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from pipelines.classifier_reports import SliceResultsSaver, save_slice_gradcam_overlays
+from pipelines.reports.classifier_reports import SliceResultsSaver, save_slice_gradcam_overlays
 
 
 def _marker_side(png) -> str:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from pipelines.classifiers import (
+from pipelines.models.classifiers import (
     BACKBONES,
     build_slice_classifier,
     count_parameters,
@@ -73,7 +73,7 @@ def test_pretrained_round_trip_skips_first_conv(tmp_path, caplog):
     source = build_slice_classifier("resnet18", in_channels=3, num_classes=2)
     path = tmp_path / "resnet18_rgb.pt"
     torch.save(source.state_dict(), path)
-    with caplog.at_level(logging.INFO, logger="pipelines.classifiers"):
+    with caplog.at_level(logging.INFO, logger="pipelines.models.classifiers"):
         model = build_slice_classifier("resnet18", in_channels=1, num_classes=2, pretrained_path=str(path))
     src, own = source.state_dict(), model.state_dict()
     for name, tensor in own.items():

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipelines.cli import main, parse_overrides
+from pipelines.cli.main import main, parse_overrides
 from pipelines.workflows import REPO_ROOT, WORKFLOWS, get_workflow
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import config_checks
-from pipelines.config_checks import (
+from pipelines.cli import config_checks
+from pipelines.cli.config_checks import (
     ConfigOverrideError,
     check_overrides,
     data_settings,
@@ -86,7 +86,7 @@ def test_wrong_types_are_all_reported_at_once(liver_train):
 def test_an_id_of_another_stage_is_accepted_and_logged(caplog):
     train, inference = load_stage_config("liver", "train"), load_stage_config("liver", "inference")
     assert check_overrides([train, inference], {"input_path": "/data/ct"}) == {"input_path": "/data/ct"}
-    with caplog.at_level("WARNING", logger="pipelines.config_checks"):
+    with caplog.at_level("WARNING", logger="pipelines.cli.config_checks"):
         checked = check_overrides([inference], {"batch_size": 1}, where="the liver inference config", elsewhere=[train])
     assert checked == {"batch_size": 1}
     assert "override batch_size is not used by the liver inference config" in caplog.text

@@ -1,4 +1,4 @@
-"""Tests of pipelines.dicom_seg: a mask in MONAI's (RAS) geometry goes back onto the right DICOM pixels."""
+"""Tests of pipelines.io.dicom_seg: a mask in MONAI's (RAS) geometry goes back onto the right DICOM pixels."""
 
 import logging
 
@@ -9,7 +9,7 @@ import pydicom
 import pytest
 from monai.transforms import LoadImage
 
-from pipelines.dicom_seg import SaveDicomSeg, read_dicom_series, series_affine, write_dicom_seg
+from pipelines.io.dicom_seg import SaveDicomSeg, read_dicom_series, series_affine, write_dicom_seg
 from tests.dicom_phantoms import LABEL_HU, PIXEL_SPACING, SLICE_SPACING, phantom_labels, write_ct_series
 
 CLASSES = ["background", "liver", "tumour"]
@@ -26,7 +26,7 @@ def series(tmp_path):
 
 def _mask_as_monai_loads_it(folder):
     """The label map as the bundles see the series: MONAI's ITK reader, RAS affine; labels from the intensities
-    alone, so this does not share any geometry code with pipelines.dicom_seg."""
+    alone, so this does not share any geometry code with pipelines.io.dicom_seg."""
     image = LoadImage(image_only=True)(str(folder))
     return np.rint(image.numpy() / LABEL_HU).astype(np.uint8), image.affine.numpy()
 
@@ -138,7 +138,7 @@ def test_transform_skips_non_dicom_sources_with_a_warning(series, tmp_path, capl
     saver = SaveDicomSeg(tmp_path / "preds", CLASSES, anatomic_region="liver")
     assert saver(mask) is mask
     assert hd.seg.segread(tmp_path / "preds" / "ct_series_seg.dcm").NumberOfFrames > 0
-    with caplog.at_level(logging.WARNING, logger="pipelines.dicom_seg"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.io.dicom_seg"):
         saver(mask, source=str(tmp_path / "ct.nii.gz"))
     assert "needs a DICOM series input" in caplog.text
     assert sorted(p.name for p in (tmp_path / "preds").iterdir()) == ["ct_series_seg.dcm"]

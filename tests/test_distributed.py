@@ -1,4 +1,4 @@
-"""pipelines.distributed: handler filtering, data shards, process-group set-up, per-rank weights."""
+"""pipelines.training.distributed: handler filtering, data shards, process-group set-up, per-rank weights."""
 
 import json
 import socket
@@ -8,8 +8,8 @@ import torch
 from ignite.engine import Engine
 from monai.handlers import StatsHandler, ValidationHandler
 
-from pipelines import distributed
-from pipelines.distributed import (
+from pipelines.training import distributed
+from pipelines.training.distributed import (
     RankWeightsSaver,
     check_resume_unsupported,
     rank_seed,
@@ -18,7 +18,7 @@ from pipelines.distributed import (
 )
 
 
-class TrainingStateHandler:  # stands in for pipelines.resume's class: matched by name
+class TrainingStateHandler:  # stands in for pipelines.training.resume's class: matched by name
     pass
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from monai.networks.nets import UNet
 
-from pipelines.export import export_onnx, export_torchscript, main, parity_inputs
+from pipelines.cli.export import export_onnx, export_torchscript, main, parity_inputs
 
 ROI = (16, 16, 8)
 

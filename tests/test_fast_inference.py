@@ -7,8 +7,8 @@ import torch
 from monai.inferers import SlidingWindowInferer
 from monai.networks.nets import UNet
 
-from pipelines import fast_inference
-from pipelines.fast_inference import FastSlidingWindowInferer, auto_cpu_threshold, resolve_precision
+from pipelines.inference import fast_inference
+from pipelines.inference.fast_inference import FastSlidingWindowInferer, auto_cpu_threshold, resolve_precision
 
 ROI = (16, 16, 8)
 

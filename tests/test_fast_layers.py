@@ -1,4 +1,5 @@
-"""pipelines.fast_layers: the sub-pixel transposed convolution and the channels_last view compute the same function."""
+"""pipelines.models.fast_layers: the sub-pixel transposed convolution and the channels_last view compute the same
+function."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from monai.networks.nets import UNet
 from torch import nn
 
-from pipelines.fast_layers import ChannelsLastConv, SubPixelConvTranspose, fast_inference_network
+from pipelines.models.fast_layers import ChannelsLastConv, SubPixelConvTranspose, fast_inference_network
 
 TRANSPOSED = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 

@@ -4,7 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipelines.inputs import is_dicom_series_dir, list_inference_inputs
+from pipelines.io.inputs import is_dicom_series_dir, list_inference_inputs
 
 
 def _nifti(path):

@@ -1,11 +1,11 @@
-"""Tests of pipelines.metrics: per-class Dice handlers and the spacing-aware HD95."""
+"""Tests of pipelines.evaluation.metrics: per-class Dice handlers and the spacing-aware HD95."""
 
 import pytest
 import torch
 from monai.data import MetaTensor
 from monai.handlers import MeanDice
 
-from pipelines.metrics import (
+from pipelines.evaluation.metrics import (
     SpacingAwareHausdorffDistanceMetric,
     class_dice_handlers,
     class_output_transform,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.overlays import (
+from pipelines.reports.overlays import (
     class_colour,
     display_range,
     save_overlay_strip,

@@ -1,11 +1,31 @@
-"""Every module of ``pipelines`` is reachable as ``pipelines.<name>``, as bundle configs use them (``$pipelines.x``)."""
+"""Every module of ``pipelines`` is reachable as ``pipelines.<package>.<name>``, as bundle configs use them
+(``$pipelines.inference.cascade.x``), and the package has no import cycle."""
 
+import importlib
+import pkgutil
 from pathlib import Path
 
 import pipelines
 
 
+def _packages():
+    root = Path(pipelines.__file__).parent
+    yield pipelines, root
+    for info in pkgutil.iter_modules([str(root)]):
+        if info.ispkg:
+            yield importlib.import_module(f"pipelines.{info.name}"), root / info.name
+
+
 def test_every_submodule_is_listed_for_lazy_access():
-    modules = {p.stem for p in Path(pipelines.__file__).parent.glob("*.py") if not p.stem.startswith("__")}
-    assert modules == set(pipelines._SUBMODULES)
-    assert pipelines.fast_inference.__name__ == "pipelines.fast_inference"
+    for package, folder in _packages():
+        modules = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
+        modules |= {p.name for p in folder.iterdir() if (p / "__init__.py").is_file()}
+        assert modules == set(package._SUBMODULES), package.__name__
+    assert pipelines.inference.fast_inference.__name__ == "pipelines.inference.fast_inference"
+
+
+def test_every_module_imports_on_its_own():
+    for package, _ in _packages():
+        for name in package._SUBMODULES:
+            module = getattr(package, name)
+            assert module.__name__ == f"{package.__name__}.{name}"

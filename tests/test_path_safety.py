@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from pipelines.checks import DataError
-from pipelines.path_safety import check_datalist_paths, is_inside, resolve_inside
+from pipelines.validation.checks import DataError
+from pipelines.validation.path_safety import check_datalist_paths, is_inside, resolve_inside
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from pipelines.phantoms import main, make_liver_ct_phantom, write_liver_phantom_task
+from pipelines.phantoms.liver_ct import main, make_liver_ct_phantom, write_liver_phantom_task
 
 SMALL = (96, 96, 24)
 SMALL_SPACING = (3.6, 3.6, 6.5)  # about the field of view of the default size, in fewer voxels
@@ -145,7 +145,7 @@ def test_cli_writes_a_task(tmp_path):
 
 
 def test_long_scan_keeps_the_abdomen_and_adds_chest_and_pelvis():
-    from pipelines.phantoms import make_liver_ct_phantom
+    from pipelines.phantoms.liver_ct import make_liver_ct_phantom
 
     short_img, short_lab, _ = make_liver_ct_phantom(4, shape=(48, 48, 20), spacing=(6.0, 6.0, 8.0))
     long_img, long_lab, _ = make_liver_ct_phantom(4, shape=(48, 48, 52), spacing=(6.0, 6.0, 8.0), z_range=(-1.0, 1.6))

@@ -9,8 +9,8 @@ import pytest
 from scipy import ndimage
 
 from data_manifests.brats import find_brats_cases
-from pipelines import phantoms_brain
-from pipelines.phantoms_brain import CHANNELS, main, make_brain_mri_phantom, write_brain_phantom_task
+from pipelines.phantoms import brain_mr as phantoms_brain
+from pipelines.phantoms.brain_mr import CHANNELS, main, make_brain_mri_phantom, write_brain_phantom_task
 
 SPACING = 4.0  # 40 x 48 x 40 voxels: the same field of view as the default 2 mm, eight times fewer voxels
 SHAPE = (40, 48, 40)

@@ -8,7 +8,7 @@ from PIL import Image
 from scipy import ndimage
 
 from data_manifests.chest_xray import find_chest_xray_images
-from pipelines.phantoms_chest_xray import (
+from pipelines.phantoms.chest_xray import (
     CATEGORIES,
     main,
     make_chest_xray_phantom,

@@ -8,7 +8,7 @@ import pytest
 from scipy import ndimage
 
 from data_manifests.covid19_20 import find_covid19_20_cases
-from pipelines.phantoms_lung_ct import build_lung_ct, case_name, main, make_lung_ct_phantom, write_lung_ct_phantom_task
+from pipelines.phantoms.lung_ct import build_lung_ct, case_name, main, make_lung_ct_phantom, write_lung_ct_phantom_task
 
 SMALL = (64, 64, 24)
 SMALL_SPACING = (5.4, 5.4, 8.0)  # the field of view of the default (192, 192, 64) at (1.8, 1.8, 3.0) mm

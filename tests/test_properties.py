@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipelines.checks import check_pair
-from pipelines.slabs import covered_slices, select_slabs, slab_mask, smooth_probabilities
+from pipelines.inference.slabs import covered_slices, select_slabs, slab_mask, smooth_probabilities
+from pipelines.validation.checks import check_pair
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FILE_SETTINGS = settings(

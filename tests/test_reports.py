@@ -10,8 +10,8 @@ import torch
 from monai.data import MetaTensor
 from PIL import Image
 
-from pipelines.html_report import CaseResult, Column, read_classifier_results, render_report_html
-from pipelines.reports import SegmentationReportHandler, class_volumes_ml, to_ras, voxel_volume_mm3
+from pipelines.reports.html_report import CaseResult, Column, read_classifier_results, render_report_html
+from pipelines.reports.segmentation_reports import SegmentationReportHandler, class_volumes_ml, to_ras, voxel_volume_mm3
 
 AFFINE = np.diag([0.8, 0.8, 2.5, 1.0])  # 1.6 mm³ per voxel
 

@@ -13,8 +13,7 @@ from monai.data import DataLoader
 from monai.inferers import SimpleInferer
 from monai.transforms import Compose, EnsureChannelFirstd, Lambdad, LoadImaged
 
-from pipelines.checks import DataError
-from pipelines.robust_inference import (
+from pipelines.inference.robust_inference import (
     FAILED_KEY,
     SOURCE_KEY,
     FailureReport,
@@ -24,6 +23,7 @@ from pipelines.robust_inference import (
     failed_cases,
     inference_inputs,
 )
+from pipelines.validation.checks import DataError
 
 
 def _volume(path, shape=(8, 8, 4), dtype=np.int16):
@@ -54,7 +54,7 @@ def test_report_writes_json_and_summarises(tmp_path, caplog):
     report.start(3)
     report.record("/data/a.nii.gz", DataError("/data/a.nii.gz: is 2D"), stage="input check")
     report.succeeded("/data/b.nii.gz")
-    with caplog.at_level(logging.INFO, logger="pipelines.robust_inference"):
+    with caplog.at_level(logging.INFO, logger="pipelines.inference.robust_inference"):
         assert report.finish() == 1
     saved = json.loads((tmp_path / "predictions" / "failures.json").read_text())
     assert saved == {
@@ -170,7 +170,7 @@ def test_evaluator_lets_an_interrupt_through(folder):
 
 
 def test_failed_cases_of_a_workflow():
-    parser = ConfigParser({"failures": {"_target_": "pipelines.robust_inference.FailureReport"}})
+    parser = ConfigParser({"failures": {"_target_": "pipelines.inference.robust_inference.FailureReport"}})
     report = parser.get_parsed_content("failures")
     report.record("/x.nii.gz", "broken", stage="loading")
     assert failed_cases(SimpleNamespace(parser=parser)) == report.failures

@@ -1,10 +1,10 @@
-"""Tests of pipelines.segmenters: the segmentation networks a bundle chooses by name."""
+"""Tests of pipelines.models.segmenters: the segmentation networks a bundle chooses by name."""
 
 import pytest
 import torch
 from monai.networks.nets import FlexibleUNet, UNet
 
-from pipelines.segmenters import build_segmenter
+from pipelines.models.segmenters import build_segmenter
 
 
 @pytest.mark.parametrize(("architecture", "cls"), [("unet", UNet), ("resnet_unet", FlexibleUNet)])

@@ -1,11 +1,11 @@
-"""Tests of pipelines.slabs: smoothing, thresholding, margins, merging and validation of slab selection."""
+"""Tests of pipelines.inference.slabs: smoothing, thresholding, margins, merging and validation of slab selection."""
 
 import json
 
 import numpy as np
 import pytest
 
-from pipelines.slabs import Slab, covered_slices, select_slabs, slab_mask, smooth_probabilities
+from pipelines.inference.slabs import Slab, covered_slices, select_slabs, slab_mask, smooth_probabilities
 
 
 def probs_with_runs(n: int, runs: list[tuple[int, int]], high: float = 0.9, low: float = 0.1) -> np.ndarray:

@@ -1,6 +1,6 @@
 import torch
 
-from pipelines.training import clip_gradients_before_step
+from pipelines.training.gradients import clip_gradients_before_step
 
 
 def _step_with_large_gradient(max_norm):

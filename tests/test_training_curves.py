@@ -5,7 +5,7 @@ import pytest
 from monai.utils import path_to_sqlite_uri
 from PIL import Image
 
-from pipelines.training_curves import TrainingCurvesHandler, find_training_run, main, read_curves
+from pipelines.reports.training_curves import TrainingCurvesHandler, find_training_run, main, read_curves
 
 EXPERIMENT = "liver_ct_segmentation"
 

@@ -1,4 +1,4 @@
-"""Tests of pipelines.tversky: focal Tversky loss, Tversky index metric and its ignite handler."""
+"""Tests of pipelines.models.tversky: focal Tversky loss, Tversky index metric and its ignite handler."""
 
 import math
 
@@ -10,7 +10,7 @@ from monai.losses import DiceLoss, TverskyLoss
 from monai.metrics import DiceMetric
 from monai.networks import one_hot
 
-from pipelines.tversky import FocalTverskyLoss, TverskyIndex, TverskyMetric, compute_tversky
+from pipelines.models.tversky import FocalTverskyLoss, TverskyIndex, TverskyMetric, compute_tversky
 
 
 def random_logits_and_labels(seed: int = 0, shape=(2, 3, 6, 5, 4)):
@@ -236,7 +236,7 @@ def test_ignite_handler_matches_mean_dice():
 
 
 def test_focal_tversky_ce_is_the_weighted_sum_of_its_terms():
-    from pipelines.tversky import FocalTverskyCELoss
+    from pipelines.models.tversky import FocalTverskyCELoss
 
     torch.manual_seed(0)
     logits = torch.randn(2, 3, 6, 6, 4, requires_grad=True)
@@ -254,7 +254,7 @@ def test_focal_tversky_ce_is_the_weighted_sum_of_its_terms():
 
 def test_focal_tversky_ce_penalises_a_class_predicted_over_the_background():
     """Without the background class the Tversky term barely sees false positives; the CE term does."""
-    from pipelines.tversky import FocalTverskyCELoss
+    from pipelines.models.tversky import FocalTverskyCELoss
 
     labels = torch.zeros(1, 1, 8, 8, 8, dtype=torch.long)
     labels[..., 2:4, 2:4, 2:4] = 1

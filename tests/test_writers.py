@@ -1,4 +1,4 @@
-"""Tests of pipelines.writers: atomic SaveImage(d) write what SaveImage(d) writes, or nothing at all."""
+"""Tests of pipelines.io.writers: atomic SaveImage(d) write what SaveImage(d) writes, or nothing at all."""
 
 import nibabel as nib
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 from monai.data import MetaTensor, NibabelWriter
 from monai.transforms import SaveImage, SaveImaged
 
-from pipelines.writers import AtomicNibabelWriter, AtomicSaveImage, AtomicSaveImaged, atomic_writer
+from pipelines.io.writers import AtomicNibabelWriter, AtomicSaveImage, AtomicSaveImaged, atomic_writer
 
 AFFINE = torch.tensor([[-0.8, 0, 0, 10.0], [0, 1.2, 0, -5.0], [0, 0, 3.0, 2.0], [0, 0, 0, 1]], dtype=torch.float64)
 SETTINGS = {

@@ -1,4 +1,5 @@
-"""Tests of pipelines.xray (reading, datalist checks, class batches, results saver) and pipelines.multiclass_metrics."""
+"""Tests of pipelines.xray.radiographs (reading, datalist checks, class batches, results saver) and
+pipelines.evaluation.multiclass_metrics."""
 
 import csv
 import json
@@ -14,17 +15,17 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImaged
 from PIL import Image
 
-from pipelines.checks import DataError
-from pipelines.classification_metrics import roc_auc
-from pipelines.classifiers import build_slice_classifier
-from pipelines.multiclass_metrics import (
+from pipelines.evaluation.classification_metrics import roc_auc
+from pipelines.evaluation.multiclass_metrics import (
     MulticlassClassificationMetrics,
     metric_key,
     multiclass_metric_handlers,
     multiclass_report,
     one_vs_rest_roc_auc,
 )
-from pipelines.xray import (
+from pipelines.models.classifiers import build_slice_classifier
+from pipelines.validation.checks import DataError
+from pipelines.xray.radiographs import (
     ClassificationResultsSaver,
     PrepareClassBatch,
     check_radiograph,

@@ -23,7 +23,7 @@ import nibabel as nib
 import numpy as np
 from monai.transforms import LoadImage
 
-from pipelines.inputs import IMAGE_SUFFIXES, case_name, list_inference_inputs
+from pipelines.io.inputs import IMAGE_SUFFIXES, case_name, list_inference_inputs
 from pipelines.workflows import get_workflow
 
 __all__ = ["prepare_studies", "main"]

@@ -6,7 +6,7 @@ import pytest
 from monai.bundle import ConfigWorkflow
 
 from data_manifests.msd import build_msd_datalist
-from pipelines.phantoms import write_liver_phantom_task
+from pipelines.phantoms.liver_ct import write_liver_phantom_task
 from pipelines.workflows import STAGE_TYPES, get_workflow
 
 TINY_SHAPE = (64, 64, 24)

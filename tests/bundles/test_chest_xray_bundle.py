@@ -15,8 +15,8 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
 from data_manifests.chest_xray import build_chest_xray_datalist
-from pipelines.checks import find_data_error
-from pipelines.phantoms_chest_xray import write_chest_xray_phantom_dataset
+from pipelines.phantoms.chest_xray import write_chest_xray_phantom_dataset
+from pipelines.validation.checks import find_data_error
 from pipelines.workflows import STAGE_TYPES, get_workflow
 
 WORKFLOW = get_workflow("chest_xray")

@@ -52,7 +52,7 @@ def test_training_resumes_in_the_same_run_and_keeps_the_best_model(tmp_path, cap
     epochs: list[int] = []
     trainer = workflow.parser.get_parsed_content("train#trainer")
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: epochs.append(engine.state.epoch))
-    with caplog.at_level("INFO", logger="pipelines.resume"):
+    with caplog.at_level("INFO", logger="pipelines.training.resume"):
         workflow.run()
     workflow.finalize()
     assert epochs == [2]

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipelines.cli import main
+from pipelines.cli.main import main
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def _check_outputs(out: Path, folder: Path) -> None:
 def test_bundle_run_skips_bad_cases_and_logs_a_summary(trained, liver_stage, mixed_folder, tmp_path, caplog):
     out = tmp_path / "out"
     overrides = {**trained, "input_path": str(mixed_folder), "use_cascade": False, "output_dir": str(out)}
-    with caplog.at_level(logging.INFO, logger="pipelines.robust_inference"):
+    with caplog.at_level(logging.INFO, logger="pipelines.inference.robust_inference"):
         liver_stage("inference", overrides)  # what `python -m monai.bundle run` does: initialize, run, finalize
     _check_outputs(out, mixed_folder)
     assert "inference: 3 case(s), 1 segmented, 2 failed" in caplog.text

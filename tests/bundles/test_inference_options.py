@@ -74,7 +74,7 @@ def test_dicom_seg_holds_the_nifti_prediction_on_the_source_slices(trained, live
         # NIfTI and the SEG must hold the same labels)
         "prediction_mapping": Lambdad(keys="pred", func=_pattern),
     }
-    with caplog.at_level(logging.WARNING, logger="pipelines.dicom_seg"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.io.dicom_seg"):
         liver_stage("inference", overrides)
     predictions = out / "predictions"
     assert sorted(p.name for p in predictions.iterdir()) == [

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from pipelines.checks import find_data_error
+from pipelines.validation.checks import find_data_error
 from pipelines.workflows import REPO_ROOT, get_workflow
 
 CONFIGS = get_workflow("liver").bundle_dir / "configs"
@@ -129,7 +129,7 @@ def _break_nan(image: Path, label: Path) -> str:
 @pytest.mark.parametrize("breaker", [_break_missing, _break_corrupt, _break_2d, _break_shape, _break_nan])
 def test_bad_input_fails_before_training_naming_the_file(tmp_path, make_liver_workflow, shrink_overrides, breaker):
     from data_manifests.msd import build_msd_datalist
-    from pipelines.phantoms import write_liver_phantom_task
+    from pipelines.phantoms.liver_ct import write_liver_phantom_task
 
     task = tmp_path / "task"
     write_liver_phantom_task(task, num_cases=3, seed=5, shape=(64, 64, 24), spacing=(4.0, 4.0, 6.0))

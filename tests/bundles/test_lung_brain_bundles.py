@@ -16,8 +16,8 @@ from monai.bundle import verify_net_in_out
 
 from data_manifests.brats import build_brats_datalist
 from data_manifests.covid19_20 import build_covid19_20_datalist
-from pipelines.phantoms_brain import write_brain_phantom_task
-from pipelines.phantoms_lung_ct import write_lung_ct_phantom_task
+from pipelines.phantoms.brain_mr import write_brain_phantom_task
+from pipelines.phantoms.lung_ct import write_lung_ct_phantom_task
 from pipelines.workflows import get_workflow
 
 from .conftest import SHRINK_NETWORK, run_bundle_stage
@@ -189,7 +189,7 @@ def _break_nan_sequence(files: list[Path], label: Path) -> str:
 
 @pytest.mark.parametrize("breaker", [_break_sequence_grid, _break_missing_sequence, _break_nan_sequence])
 def test_brain_bad_sequence_fails_before_training_naming_the_file(tmp_path, breaker):
-    from pipelines.checks import find_data_error
+    from pipelines.validation.checks import find_data_error
 
     from .conftest import bundle_workflow
 

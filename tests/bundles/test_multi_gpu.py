@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from data_manifests.msd import build_msd_datalist
-from pipelines.phantoms import write_liver_phantom_task
+from pipelines.phantoms.liver_ct import write_liver_phantom_task
 from pipelines.workflows import REPO_ROOT
 
 BUNDLES = ("liver", "lung", "brain")
@@ -48,9 +48,13 @@ def test_two_cpu_ranks_train_one_epoch(tmp_path, shrink_overrides):
         **shrink_overrides(task, datalist, out),
         "cache_rate": 1.0,  # each rank caches its shard
         "every_rank_handlers": [
-            {"_target_": "pipelines.distributed.RankWeightsSaver", "network": "@network", "output_dir": str(shards)},
             {
-                "_target_": "pipelines.resume.BatchDigestRecorder",
+                "_target_": "pipelines.training.distributed.RankWeightsSaver",
+                "network": "@network",
+                "output_dir": str(shards),
+            },
+            {
+                "_target_": "pipelines.training.resume.BatchDigestRecorder",
                 "output_path": str(shards / "batches_rank{rank}.json"),
                 "keys": ["image", "label"],
             },
@@ -74,7 +78,7 @@ def test_two_cpu_ranks_train_one_epoch(tmp_path, shrink_overrides):
     assert held[0] and held[1] and not set(held[0]) & set(held[1])
     assert sorted(held[0] + held[1]) == sorted(Path(item["image"]).name for item in training)
 
-    # one checkpoint (and one training state, when pipelines.resume's handler is in train.yaml), one MLflow run
+    # one checkpoint (and one training state, when pipelines.training.resume's handler is in train.yaml), one MLflow run
     written = {p.name for p in (out / "models").glob("*.pt")}
     assert "model.pt" in written and written <= {"model.pt", "train_state.pt"}, written
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")

@@ -1,4 +1,5 @@
-"""An interrupted training resumes from its last state with ``resume=true``: the pieces of ``pipelines.resume`` on
+"""An interrupted training resumes from its last state with ``resume=true``: the pieces of
+``pipelines.training.resume`` on
 small engines, then a liver training killed with SIGKILL in the middle of an epoch and resumed from the command line.
 """
 
@@ -19,9 +20,9 @@ from monai.transforms import Compose, RandFlipd, RandGaussianNoised, RandRotated
 from monai.utils import set_determinism
 
 from data_manifests.msd import build_msd_datalist
-from pipelines import resume
-from pipelines.phantoms import write_liver_phantom_task
-from pipelines.resume import (
+from pipelines.phantoms.liver_ct import write_liver_phantom_task
+from pipelines.training import resume
+from pipelines.training.resume import (
     BatchDigestRecorder,
     BestCheckpointSaver,
     ResumableRunHandler,
@@ -31,7 +32,7 @@ from pipelines.resume import (
     randomizable_transforms,
     restore_random_state,
 )
-from pipelines.tracking import default_tracking_uri
+from pipelines.training.tracking import default_tracking_uri
 
 from .conftest import TINY_SHAPE, TINY_SPACING, bundle_workflow
 from .kill_resume import MAX_EPOCHS, kill_after_epoch, resume_to_the_end, train_command

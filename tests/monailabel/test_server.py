@@ -27,8 +27,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipelines.phantoms import write_liver_phantom_task
-from pipelines.phantoms_brain import make_brain_mri_phantom
+from pipelines.phantoms.brain_mr import make_brain_mri_phantom
+from pipelines.phantoms.liver_ct import write_liver_phantom_task
 from pipelines.workflows import REPO_ROOT
 
 VENV = REPO_ROOT / ".venv-monailabel"

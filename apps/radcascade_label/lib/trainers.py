@@ -33,7 +33,7 @@ from lib.bundles import (
     split_cases,
     split_channels,
 )
-from pipelines.atomic import write_json_atomic
+from pipelines.io.atomic import write_json_atomic
 
 __all__ = ["BundleTrainer"]
 

@@ -1,0 +1,13 @@
+"""The command line (``radcascade``), its config checks, and model export.
+
+Modules load on first attribute access (``pipelines.cli.config_checks``).
+"""
+
+from pipelines._lazy import lazy_getattr
+
+_SUBMODULES = (
+    "config_checks",
+    "export",
+    "main",
+)
+__getattr__ = lazy_getattr(__name__, _SUBMODULES)

@@ -1,0 +1,242 @@
+"""The cascade: a 2D slice classifier picks the slabs of a volume, and the 3D segmenter runs on those slabs only.
+
+Each step is a small function usable on in-memory tensors (``score_slices``, ``crop_slab``, ``paste_slab``);
+:class:`SliceGatedInferer` chains them behind MONAI's ``Inferer`` interface, so a bundle swaps it in for its
+``SlidingWindowInferer`` and keeps the rest of its pipeline (``Invertd`` back to the input geometry, saving).
+What gates what, the threshold, smoothing, margin and merging are constructor arguments, set in the bundle config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from monai.data import MetaTensor
+from monai.inferers import Inferer
+from monai.utils import convert_to_dst_type
+
+from pipelines.inference.fast_inference import check_precision, resolve_precision
+from pipelines.inference.slabs import Slab, covered_slices, select_slabs
+from pipelines.io.atomic import write_json_atomic
+from pipelines.io.inputs import case_name
+from pipelines.validation.path_safety import as_bool
+from transforms.slices import ExtractSlices
+
+__all__ = ["score_slices", "crop_slab", "paste_slab", "background_logits", "SliceGatedInferer"]
+
+logger = logging.getLogger(__name__)
+
+# Logit given to the foreground classes outside the slabs: softmax turns it into background with probability ~1.
+OUTSIDE_LOGIT = -1.0e4
+
+
+def classifier_inputs(volume: torch.Tensor, indices: Sequence[int], context: int, image_size: Sequence[int]):
+    """2.5D classifier inputs ``(N, C * (2 * context + 1), *image_size)`` of slices ``indices`` of ``volume``.
+
+    ``volume`` is one channel-first volume ``(C, X, Y, Z)``, already preprocessed like the classifier's training
+    data (same spacing and intensity scaling); the slices are resized to ``image_size``.
+    """
+    stack = ExtractSlices(context=context)(volume.as_tensor() if isinstance(volume, MetaTensor) else volume, indices)
+    if tuple(stack.shape[-2:]) != tuple(image_size):
+        stack = F.interpolate(stack.float(), size=tuple(image_size), mode="bilinear", align_corners=False)
+    return stack
+
+
+@torch.inference_mode()
+def score_slices(
+    classifier: torch.nn.Module,
+    volume: torch.Tensor,
+    *,
+    context: int = 1,
+    image_size: Sequence[int] = (128, 128),
+    batch_size: int = 32,
+    positive_class: int = 1,
+    precision: str = "fp32",
+) -> np.ndarray:
+    """Probability that each axial slice of ``volume`` ``(C, X, Y, Z)`` is positive, classified in batches.
+
+    ``precision`` is read by :func:`pipelines.inference.fast_inference.resolve_precision` (``"auto"``: bfloat16 autocast
+    where the device computes it natively); the probabilities are computed in float32 either way.
+
+    Returns:
+        float64 array of length Z, in [0, 1].
+    """
+    classifier.eval()
+    param = next(classifier.parameters(), None)
+    device = param.device if param is not None else volume.device
+    dtype = resolve_precision(precision, device)
+    n = volume.shape[-1]
+    probs = []
+    for start in range(0, n, batch_size):
+        batch = classifier_inputs(volume, range(start, min(n, start + batch_size)), context, image_size)
+        with torch.autocast(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = classifier(batch.to(device=device, dtype=torch.float32))
+        probs.append(torch.softmax(logits.float(), dim=1)[:, positive_class].cpu())
+    return torch.cat(probs).double().numpy() if probs else np.zeros(0)
+
+
+def crop_slab(volume: torch.Tensor, slab: Slab) -> torch.Tensor:
+    """The slices ``[slab.start, slab.stop)`` of ``volume`` along its last axis (a view, no copy)."""
+    return volume[..., slab.start : slab.stop]
+
+
+def paste_slab(full: torch.Tensor, part: torch.Tensor, slab: Slab) -> torch.Tensor:
+    """Write ``part`` into ``full`` at ``slab`` along the last axis (in place); returns ``full``.
+
+    Raises:
+        ValueError: when the shapes do not fit.
+    """
+    expected = (*full.shape[:-1], len(slab))
+    if tuple(part.shape) != expected or slab.stop > full.shape[-1]:
+        raise ValueError(f"cannot paste a block of shape {tuple(part.shape)} into {tuple(full.shape)} at {slab}")
+    full[..., slab.start : slab.stop] = part.to(full.dtype)
+    return full
+
+
+def background_logits(num_classes: int, spatial_shape: Sequence[int], device=None) -> torch.Tensor:
+    """Logits ``(num_classes, *spatial_shape)`` that say "background" everywhere."""
+    logits = torch.full((num_classes, *spatial_shape), OUTSIDE_LOGIT, dtype=torch.float32, device=device)
+    logits[0] = 0.0
+    return logits
+
+
+def _case_name(inputs: torch.Tensor, index: int) -> str:
+    names = inputs.meta.get("filename_or_obj") if isinstance(inputs, MetaTensor) else None
+    name = names[index] if isinstance(names, (list, tuple)) else names
+    return case_name(name) if name else f"case_{index}"
+
+
+class SliceGatedInferer(Inferer):
+    """Segment only the slabs that a slice classifier finds positive; the rest of the volume is background.
+
+    For each volume of the batch: score every axial slice with ``classifier``, select slabs
+    (:func:`pipelines.inference.slabs.select_slabs`), run ``segmenter_inferer`` on each slab, and paste the logits
+    into a
+    full-size output that is background elsewhere. No positive slice: the segmenter does not run at all. The output
+    has the input's spatial shape and metadata, so ``Invertd`` maps it back to the original geometry.
+
+    Args:
+        classifier: the 2D slice classifier (2 classes: negative, positive).
+        segmenter_inferer: the inferer that runs the segmenter on a slab (a ``SlidingWindowInferer``).
+        num_classes: output channels of the segmenter.
+        enabled: False runs ``segmenter_inferer`` on the whole volume (plain segmentation, no classifier). A
+            string from the command line (``--use_cascade false``) is read with
+            :func:`pipelines.validation.path_safety.as_bool`.
+        threshold, smoothing_window, smoothing, margin_slices, margin_mm, min_run, merge, merge_gap: slab selection,
+            see :func:`pipelines.inference.slabs.select_slabs`; ``margin_mm`` uses the slice spacing of the input.
+        context: neighbouring slices stacked as channels for the classifier (as in its training).
+        image_size: in-plane size the classifier was trained on.
+        batch_size: slices per classifier batch.
+        min_slab_slices: slabs shorter than this grow (about their centre) to it, so the segmenter's window fits.
+        report_dir: folder for one ``<case>_cascade.json`` report per volume (None: no files).
+        precision: the classifier's precision, as for :func:`score_slices` (the segmenter's is its inferer's).
+
+    Attributes:
+        reports: the report of each volume of the last call (also written to ``report_dir``).
+    """
+
+    def __init__(
+        self,
+        classifier: torch.nn.Module,
+        segmenter_inferer: Inferer,
+        num_classes: int,
+        enabled: bool = True,
+        threshold: float = 0.5,
+        smoothing_window: int = 1,
+        smoothing: str = "mean",
+        margin_slices: int = 0,
+        margin_mm: float | None = None,
+        min_run: int = 1,
+        merge: str = "gaps",
+        merge_gap: int = 0,
+        context: int = 1,
+        image_size: Sequence[int] = (128, 128),
+        batch_size: int = 32,
+        min_slab_slices: int = 1,
+        report_dir: str | os.PathLike | None = None,
+        precision: str = "fp32",
+    ) -> None:
+        super().__init__()
+        self.precision = check_precision(precision)
+        self.classifier = classifier
+        self.segmenter_inferer = segmenter_inferer
+        self.num_classes = num_classes
+        self.enabled = as_bool(enabled, "enabled (use_cascade)")
+        self.selection = {
+            "threshold": threshold,
+            "smoothing_window": smoothing_window,
+            "smoothing": smoothing,
+            "margin_slices": margin_slices,
+            "margin_mm": margin_mm,
+            "min_run": min_run,
+            "merge": merge,
+            "merge_gap": merge_gap,
+        }
+        self.context = context
+        self.image_size = tuple(image_size)
+        self.batch_size = batch_size
+        self.min_slab_slices = min_slab_slices
+        self.report_dir = Path(report_dir) if report_dir is not None else None
+        self.reports: list[dict] = []
+
+    def _segment_one(self, volume: torch.Tensor, network, name: str, *args, **kwargs) -> torch.Tensor:
+        t0 = time.perf_counter()
+        n = volume.shape[-1]
+        probs = score_slices(
+            self.classifier,
+            volume,
+            context=self.context,
+            image_size=self.image_size,
+            batch_size=self.batch_size,
+            precision=self.precision,
+        )
+        t_classify = time.perf_counter() - t0
+        spacing = float(volume.pixdim[-1]) if isinstance(volume, MetaTensor) else None
+        margin_mm = self.selection["margin_mm"]
+        slabs = select_slabs(
+            probs, slice_spacing_mm=spacing if margin_mm else None, min_length=self.min_slab_slices, **self.selection
+        )
+        t1 = time.perf_counter()
+        out = background_logits(self.num_classes, volume.shape[1:], device=volume.device)
+        for slab in slabs:
+            part = self.segmenter_inferer(crop_slab(volume, slab)[None], network, *args, **kwargs)
+            paste_slab(out, torch.as_tensor(part)[0], slab)
+        t_segment = time.perf_counter() - t1
+        report = {
+            "case": name,
+            "num_slices": n,
+            "slice_spacing_mm": spacing,
+            "slice_probabilities": [round(float(p), 5) for p in probs],
+            "selection": self.selection,
+            "slabs": [s.to_dict() for s in slabs],
+            "slices_segmented": covered_slices(slabs),
+            "voxels_segmented": int(np.prod(volume.shape[1:-1])) * covered_slices(slabs),
+            "voxels_total": int(np.prod(volume.shape[1:])),
+            "seconds": {"classify": t_classify, "segment": t_segment, "total": time.perf_counter() - t0},
+        }
+        self.reports.append(report)
+        if self.report_dir is not None:
+            write_json_atomic(report, self.report_dir / f"{name}_cascade.json", indent=1)
+        logger.info(
+            "%s: %d slab(s) %s, %d of %d slices segmented (classify %.2f s, segment %.2f s)",
+            name, len(slabs), [(s.start, s.stop) for s in slabs], report["slices_segmented"], n, t_classify, t_segment,
+        )  # fmt: skip
+        return out
+
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
+        """Segment the batch ``inputs`` ``(B, C, X, Y, Z)`` with ``network`` where the classifier allows."""
+        self.reports = []  # the reports of this call only: a long-running server must not accumulate them
+        if not self.enabled:
+            return self.segmenter_inferer(inputs, network, *args, **kwargs)
+        outputs = [
+            self._segment_one(inputs[i], network, _case_name(inputs, i), *args, **kwargs)
+            for i in range(inputs.shape[0])
+        ]
+        out, *_ = convert_to_dst_type(torch.stack(outputs), inputs)
+        return out

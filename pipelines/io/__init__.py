@@ -1,0 +1,14 @@
+"""Reading and writing images and files: atomic writes, prediction writers, inference inputs, DICOM SEG.
+
+Modules load on first attribute access (``pipelines.io.atomic``).
+"""
+
+from pipelines._lazy import lazy_getattr
+
+_SUBMODULES = (
+    "atomic",
+    "dicom_seg",
+    "inputs",
+    "writers",
+)
+__getattr__ = lazy_getattr(__name__, _SUBMODULES)

@@ -1,0 +1,14 @@
+"""Training helpers: resumable state and MLflow runs, distributed training, gradient clipping.
+
+Modules load on first attribute access (``pipelines.training.distributed``).
+"""
+
+from pipelines._lazy import lazy_getattr
+
+_SUBMODULES = (
+    "distributed",
+    "gradients",
+    "resume",
+    "tracking",
+)
+__getattr__ = lazy_getattr(__name__, _SUBMODULES)

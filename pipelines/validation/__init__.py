@@ -1,0 +1,13 @@
+"""Checks of input data and paths, each problem named with its file: volumes, datalists, DICOM series.
+
+Modules load on first attribute access (``pipelines.validation.checks``).
+"""
+
+from pipelines._lazy import lazy_getattr
+
+_SUBMODULES = (
+    "checks",
+    "dicom_checks",
+    "path_safety",
+)
+__getattr__ = lazy_getattr(__name__, _SUBMODULES)

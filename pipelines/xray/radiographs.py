@@ -1,0 +1,523 @@
+"""The Python behind the chest X-ray workflow (``bundles/lung/configs/*_xray.yaml``): 2D radiographs in PNG/JPEG.
+
+* reading: :func:`to_grayscale` (a ``PILReader`` converter: RGB radiographs become one channel),
+  :func:`list_xray_inputs` (what an inference run reads);
+* the datalist: :func:`read_datalist_classes` (its ``"classes"``), :func:`class_weights` (for a class-weighted
+  loss), :func:`check_radiograph` and :func:`validate_xray_datalist` (every problem, before any long run);
+* the classifier: :class:`PrepareClassBatch` (the engines read the class index from ``"class"``, not the mask
+  under ``"label"``), :class:`ClassificationResultsSaver` (CSV of probabilities, metrics JSON, confusion matrix
+  and Grad-CAM overlays) and :func:`save_radiograph_gradcam_overlays`.
+
+The datalist (``data_manifests/chest_xray.py``) has the class names, sorted, under ``"classes"`` and sections
+``training`` / ``validation`` / ``test`` of ``{"image": ..., "label": <lung mask>, "class": int, "class_name": str}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.data import load_decathlon_datalist
+from monai.engines.utils import PrepareBatch
+from PIL import Image
+
+from pipelines.evaluation.classification_metrics import save_confusion_matrix_png
+from pipelines.evaluation.multiclass_metrics import metric_key, multiclass_report
+from pipelines.io.atomic import atomic_write, write_json_atomic
+from pipelines.validation.checks import DataError, read_datalist_json
+
+__all__ = [
+    "RADIOGRAPH_SUFFIXES",
+    "to_grayscale",
+    "read_datalist_classes",
+    "class_weights",
+    "check_radiograph",
+    "validate_xray_datalist",
+    "list_xray_inputs",
+    "xray_inference_inputs",
+    "PrepareClassBatch",
+    "save_radiograph_gradcam_overlays",
+    "ClassificationResultsSaver",
+]
+
+logger = logging.getLogger(__name__)
+
+RADIOGRAPH_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""File types an X-ray run reads (through MONAI's ``PILReader``)."""
+# PIL modes of a usable radiograph or mask: grey levels (8, 16, 32 bit, float) and colour that to_grayscale folds
+_GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
+_COLOUR_MODES = ("RGB", "RGBA", "LA", "P", "CMYK", "YCbCr")
+DATALIST_SECTIONS = ("training", "validation", "test")
+
+
+def to_grayscale(image: Image.Image) -> Image.Image:
+    """One grey channel from a PIL image: colour modes (RGB, RGBA, palette...) are converted with ITU-R 601-2 luma
+    weights, which leaves a grey radiograph stored as RGB unchanged; grey modes (8 and 16 bit, float) are kept as
+    they are, so 16-bit radiographs keep their depth.
+
+    Use it as ``LoadImaged(..., reader="PILReader", converter=to_grayscale)``.
+    """
+    return image.convert("L") if image.mode in _COLOUR_MODES else image
+
+
+def read_datalist_classes(path: str | os.PathLike) -> list[str]:
+    """The class names of a chest X-ray datalist: its ``"classes"`` list, index order (class ``k`` is ``[k]``).
+
+    Raises:
+        DataError: (a ``ValueError``) naming the file, when it is missing or not JSON, or when ``"classes"`` is
+            absent, not a list of at least two distinct non-empty strings.
+    """
+    classes = read_datalist_json(path).get("classes")
+    if not isinstance(classes, list) or len(classes) < 2:
+        raise DataError(f"{path}: datalist needs a 'classes' list of at least two class names, got {classes!r:.80}")
+    if not all(isinstance(name, str) and name.strip() for name in classes):
+        raise DataError(f"{path}: 'classes' must hold non-empty strings, got {classes!r:.80}")
+    if len(set(classes)) != len(classes):
+        raise DataError(f"{path}: 'classes' lists a name twice: {classes}")
+    return list(classes)
+
+
+def class_weights(
+    path: str | os.PathLike, num_classes: int, section: str = "training", key: str = "class"
+) -> torch.Tensor:
+    """Inverse-frequency class weights of a datalist section, for ``CrossEntropyLoss(weight=...)``.
+
+    ``w_k = N / (K * n_k)``: 1 for every class of a balanced set; the real COVID-19 Radiography Database
+    (10,192 normal, 6,012 lung opacity, 3,616 COVID, 1,345 viral pneumonia) gives about 0.52 / 0.88 / 1.47 / 3.94.
+
+    Returns:
+        float32 tensor of shape ``(num_classes,)``.
+
+    Raises:
+        DataError: naming the file, when the section is missing, an entry has no valid class index, or a class has
+            no entry at all (its weight would be infinite).
+    """
+    data = read_datalist_json(path)
+    entries = data.get(section)
+    if not isinstance(entries, list) or not entries:
+        raise DataError(f"{path}: datalist has no non-empty {section!r} section")
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for i, entry in enumerate(entries):
+        value = entry.get(key) if isinstance(entry, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < num_classes:
+            raise DataError(f"{path}: {section}[{i}] has no class index in [0, {num_classes}) under {key!r}")
+        counts[value] += 1
+    if np.any(counts == 0):
+        missing = np.flatnonzero(counts == 0).tolist()
+        raise DataError(f"{path}: section {section!r} has no entry of class(es) {missing}; cannot weight them")
+    weights = counts.sum() / (num_classes * counts.astype(np.float64))
+    logger.info("class weights from %d %s entries of %s: %s", counts.sum(), section, path, np.round(weights, 3))
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def check_radiograph(path: str | os.PathLike, *, is_mask: bool = False, check_intensity: bool = True) -> list[str]:
+    """Problems that would stop the X-ray pipeline from using one PNG/JPEG file.
+
+    Checks that the file exists, is not empty, opens with PIL (and decodes completely when ``check_intensity``:
+    a truncated file fails only then), has a grey or colour mode :func:`to_grayscale` handles, no zero-sized side,
+    no NaN or infinite pixels, and, for a mask, no negative or non-integer value.
+
+    Returns:
+        the problems found, each a line starting with ``path``; empty when the file is usable.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return [f"{path}: file not found"]
+    if path.stat().st_size == 0:
+        return [f"{path}: file is empty (0 bytes)"]
+    problems: list[str] = []
+    try:
+        with Image.open(path) as image:
+            mode, size = image.mode, image.size
+            pixels = np.asarray(image) if check_intensity else None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        return [f"{path}: cannot be read as an image: {type(error).__name__}: {error}"]
+    if mode not in _GREY_MODES + _COLOUR_MODES:
+        problems.append(f"{path}: unsupported image mode {mode!r}")
+    if 0 in size:
+        problems.append(f"{path}: has a zero-sized side (size {size})")
+    if pixels is not None and pixels.size and np.issubdtype(pixels.dtype, np.floating):
+        bad = int((~np.isfinite(pixels)).sum())
+        if bad:
+            problems.append(f"{path}: has {bad} NaN or infinite pixel(s)")
+        elif is_mask and not np.array_equal(pixels, np.round(pixels)):
+            problems.append(f"{path}: mask has non-integer values")
+    if pixels is not None and pixels.size and is_mask and np.issubdtype(pixels.dtype, np.number) and pixels.min() < 0:
+        problems.append(f"{path}: mask has negative values (min {float(pixels.min()):g})")
+    return problems
+
+
+def _entry_problems(
+    name: str, where: str, entry: Any, base: Path, require: Sequence[str], classes: list[str] | None
+) -> tuple[list[str], list[tuple[str, Path]]]:
+    """Problems of one datalist entry (without reading files) and the files it names, as (role, path)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("image"), str):
+        return [f"{name}: {where} must be an object with an 'image' path, got {entry!r:.80}"], []
+    problems = []
+    files = [("image", base / entry["image"])]
+    if "label" in entry and isinstance(entry["label"], str):
+        files.append(("label", base / entry["label"]))
+    elif "label" in require:
+        problems.append(f"{name}: {where} ({entry['image']}) has no 'label' (lung mask path)")
+    if "class" in entry or "class" in require:
+        value = entry.get("class")
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(f"{name}: {where} ({entry['image']}) has no integer 'class', got {value!r:.40}")
+        elif classes is not None and not 0 <= value < len(classes):
+            problems.append(f"{name}: {where} ({entry['image']}) has class {value}, outside [0, {len(classes)})")
+        elif classes is not None and "class_name" in entry and entry["class_name"] != classes[value]:
+            problems.append(
+                f"{name}: {where} ({entry['image']}) has class {value} = {classes[value]!r} but class_name "
+                f"{entry['class_name']!r}"
+            )
+    return problems, files
+
+
+def validate_xray_datalist(
+    datalist: str | os.PathLike,
+    *,
+    base_dir: str | os.PathLike | None = None,
+    keys: Sequence[str] = DATALIST_SECTIONS,
+    require: Sequence[str] = ("label", "class"),
+    check_intensity: bool = True,
+) -> dict[str, int]:
+    """Check a chest X-ray datalist and every file it lists, reporting all problems at once.
+
+    Unlike :func:`pipelines.validation.checks.validate_datalist` (3D volumes, image and label on one grid), the image
+    and
+    its mask may differ in size: the database stores 299 px radiographs with 256 px masks, and both are resized
+    to ``image_size``.
+
+    Args:
+        datalist: the JSON datalist.
+        base_dir: folder relative paths start from (default: the datalist's folder).
+        keys: sections to check.
+        require: keys each entry must have: ``"label"`` (lung mask, for segmentation) and/or ``"class"`` (class
+            index, for classification; then the datalist must have ``"classes"`` and each index be in range).
+        check_intensity: decode every file (finds truncated files); ``False`` reads headers only.
+
+    Returns:
+        the number of entries per checked section.
+
+    Raises:
+        DataError: listing every problem, each naming the datalist or the file concerned.
+    """
+    data = read_datalist_json(datalist)
+    name = str(datalist)
+    base = Path(base_dir) if base_dir is not None else Path(datalist).parent
+    problems: list[str] = []
+    classes = None
+    if "class" in require:
+        try:
+            classes = read_datalist_classes(datalist)
+        except DataError as error:
+            problems += error.problems
+    counts: dict[str, int] = {}
+    seen: dict[tuple[str, str], str] = {}
+    for key in (keys,) if isinstance(keys, str) else keys:
+        section = data.get(key)
+        if not isinstance(section, list):
+            problems.append(f"{name}: section {key!r} is missing or not a list (sections: {sorted(data)})")
+            continue
+        counts[key] = len(section)
+        for i, entry in enumerate(section):
+            where = f"{key}[{i}]"
+            found, files = _entry_problems(name, where, entry, base, require, classes)
+            problems += found
+            for role, path in files:
+                ident = (role, os.path.normcase(os.path.abspath(path)))
+                if ident in seen:
+                    problems.append(f"{path}: listed more than once in {name} ({seen[ident]} and {where})")
+                    continue
+                seen[ident] = where
+                problems += check_radiograph(path, is_mask=role == "label", check_intensity=check_intensity)
+    if problems:
+        raise DataError(problems)
+    logger.info("%s: all entries valid (%s)", name, ", ".join(f"{k}={v}" for k, v in counts.items()))
+    return counts
+
+
+def list_xray_inputs(
+    path: str | os.PathLike, section: str = "test", base_dir: str | os.PathLike | None = None
+) -> list[dict[str, str]]:
+    """``{"image": ...}`` items for inference from a PNG/JPEG file, a folder of them, or a datalist's section.
+
+    Raises:
+        ValueError: naming ``path``, when it does not exist, is not a radiograph file, or holds none.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: inference input does not exist")
+    if path.is_file() and path.suffix.lower() == ".json":
+        if section not in read_datalist_json(path):
+            raise ValueError(f"{path}: datalist has no {section!r} section")
+        items = load_decathlon_datalist(str(path), True, section, str(base_dir) if base_dir is not None else None)
+        return [{"image": item["image"]} for item in items]
+    if path.is_file():
+        if path.suffix.lower() not in RADIOGRAPH_SUFFIXES:
+            raise ValueError(f"{path}: not a radiograph file this workflow reads (expected {RADIOGRAPH_SUFFIXES})")
+        return [{"image": str(path)}]
+    items = [
+        {"image": str(child)}
+        for child in sorted(path.iterdir())
+        if child.is_file() and not child.name.startswith(".") and child.suffix.lower() in RADIOGRAPH_SUFFIXES
+    ]
+    if not items:
+        raise ValueError(f"{path}: folder holds no {'/'.join(RADIOGRAPH_SUFFIXES)} file")
+    return items
+
+
+def xray_inference_inputs(
+    input_path: str | os.PathLike,
+    failures,
+    base_dir: str | os.PathLike | None = None,
+    section: str = "test",
+    check_intensity: bool = True,
+) -> list[dict[str, str]]:
+    """The radiographs to process from ``input_path`` (see :func:`list_xray_inputs`), each checked first with
+    :func:`check_radiograph`; the bad ones are recorded in ``failures`` (a
+    :class:`pipelines.inference.robust_inference.FailureReport`) at the ``input check`` stage and left out.
+
+    Raises:
+        DataError: when ``input_path`` does not exist or holds no radiograph (nothing to do at all).
+    """
+    try:
+        items = list_xray_inputs(input_path, section=section, base_dir=base_dir)
+    except ValueError as err:
+        raise DataError(str(err)) from err
+    from pipelines.inference.robust_inference import checked_inputs
+
+    return checked_inputs(
+        items, lambda item: check_radiograph(item["image"], check_intensity=check_intensity), failures, "radiograph"
+    )
+
+
+class PrepareClassBatch(PrepareBatch):
+    """``prepare_batch`` of MONAI engines for classification: ``(batch[image_key], batch[class_key])``.
+
+    The datalist keeps the lung mask under ``"label"`` (the segmenter's target) and the class index under
+    ``"class"``; MONAI's default reads ``"label"``. A batch without ``class_key`` (inference) gives no target.
+    """
+
+    def __init__(self, image_key: str = "image", class_key: str = "class") -> None:
+        self.image_key = image_key
+        self.class_key = class_key
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        image = batchdata[self.image_key].to(device=device, non_blocking=non_blocking, **kwargs)
+        target = batchdata.get(self.class_key)
+        if target is None:
+            return image, None
+        return image, torch.as_tensor(target).long().to(device=device, non_blocking=non_blocking)
+
+
+def _draw_overlay(image: np.ndarray, heat: np.ndarray, title: str, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    # PILReader gives (width, height): transpose back to rows x columns, as the radiograph is viewed
+    ax.imshow(image.T, cmap="gray")
+    ax.imshow(heat.T, cmap="jet", alpha=0.35, vmin=0.0, vmax=1.0)
+    ax.set_title(title, fontsize=8)
+    ax.axis("off")
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, bbox_inches="tight"))
+
+
+def save_radiograph_gradcam_overlays(
+    classifier: torch.nn.Module,
+    images: torch.Tensor,
+    class_indices: Sequence[int],
+    titles: Sequence[str],
+    out_dir: str | os.PathLike,
+    target_layer: str,
+    cam: Any = None,
+) -> list[Path]:
+    """Write one PNG per radiograph: the image with the Grad-CAM map of its class overlaid.
+
+    Args:
+        classifier: the trained classifier (its train/eval mode is restored afterwards).
+        images: classifier inputs ``(N, 1, W, H)`` as ``PILReader`` gives them.
+        class_indices: per image, the class whose evidence is shown.
+        titles: per image, the title and file stem.
+        out_dir: folder for the PNGs.
+        target_layer: the layer Grad-CAM weighs (``pipelines.reports.classifier_reports.GRADCAM_LAYERS[backbone]``).
+        cam: a ``monai.visualize.GradCAM`` of ``classifier`` to reuse (its hooks stay on the network: build one
+            per network, not one per call).
+
+    Returns:
+        the paths written.
+    """
+    from monai.visualize import GradCAM
+
+    if not len(images) == len(class_indices) == len(titles):
+        raise ValueError("images, class_indices and titles must have the same length")
+    cam = cam or GradCAM(nn_module=classifier, target_layers=target_layer)
+    device = next(classifier.parameters()).device
+    out_dir = Path(out_dir)
+    paths = []
+    for image, class_index, title in zip(images, class_indices, titles, strict=True):
+        heat = cam(x=image[None].to(device=device, dtype=torch.float32), class_idx=int(class_index))
+        picture = image[0].detach().cpu().float().numpy()
+        paths.append(_draw_overlay(picture, heat[0, 0].detach().cpu().numpy(), title, out_dir / f"{title}.png"))
+    return paths
+
+
+class ClassificationResultsSaver:
+    """Ignite handler collecting every radiograph an evaluator classifies, writing the results when it completes.
+
+    Writes to ``output_dir``:
+
+    * ``csv_name`` (``classification.csv``): ``file``, ``true_class`` (when the batch has labels),
+      ``predicted_class``, then ``prob_<class>`` per class (names as :func:`metric_key` writes them);
+    * when every sample has a label: ``classification_metrics.json`` (:func:`multiclass_report`) and
+      ``confusion_matrix.png``;
+    * ``gradcam/<name>_<class>_p<prob>.png`` Grad-CAM overlays: the ``gradcam_per_class`` most confident images
+      of each class (the true class when labelled, else the predicted one), or of every image when it is None.
+
+    The engine's output must hold ``pred`` (K logits) and ``label`` (class index or None), and its batch
+    ``image`` (a ``MetaTensor`` whose ``filename_or_obj`` names the file).
+
+    Args:
+        output_dir: folder of the outputs.
+        class_names: the K class names, in index order.
+        csv_name: name of the CSV file.
+        gradcam_per_class: overlays per class (0: none; None: every image).
+        gradcam_layer: the classifier's layer for Grad-CAM; no overlay without it.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        class_names: Sequence[str],
+        csv_name: str = "classification.csv",
+        gradcam_per_class: int | None = 0,
+        gradcam_layer: str | None = None,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.class_names = [str(n) for n in class_names]
+        self.csv_name = csv_name
+        self.gradcam_per_class = gradcam_per_class
+        self.gradcam_layer = gradcam_layer
+        self.rows: list[dict[str, Any]] = []
+        self.labels: list[int | None] = []
+        self.probabilities: list[np.ndarray] = []
+        self._candidates: dict[int, list[tuple[float, str, torch.Tensor]]] = {}
+        self._cam = None
+
+    @property
+    def _gradcam_on(self) -> bool:
+        return bool(self.gradcam_layer) and self.gradcam_per_class != 0
+
+    def attach(self, engine: Engine) -> None:
+        """Collect on every iteration, write when the engine completes."""
+        engine.add_event_handler(Events.STARTED, self.reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self.collect)
+        engine.add_event_handler(Events.COMPLETED, self.write)
+
+    def reset(self, engine: Engine | None = None) -> None:
+        """Forget what was collected."""
+        self.rows, self.labels, self.probabilities, self._candidates = [], [], [], {}
+
+    def collect(self, engine: Engine) -> None:
+        """Record the radiographs of the current batch (none when a robust evaluator skipped a failed one)."""
+        if not engine.state.output:
+            return
+        for item, sample in zip(engine.state.output, engine.state.batch, strict=True):
+            probs = torch.softmax(torch.as_tensor(item["pred"]).detach().float().flatten(), dim=0).cpu().numpy()
+            if probs.shape[0] != len(self.class_names):
+                raise ValueError(f"the classifier gives {probs.shape[0]} scores for {len(self.class_names)} classes")
+            label = item.get("label")
+            label = None if label is None else int(torch.as_tensor(label).item())
+            predicted = int(probs.argmax())
+            image = sample["image"]
+            source = str(getattr(image, "meta", {}).get("filename_or_obj", f"image_{len(self.rows)}"))
+            row = {"file": source}
+            if label is not None:
+                row["true_class"] = self.class_names[label]
+            row["predicted_class"] = self.class_names[predicted]
+            row.update(
+                {f"prob_{metric_key(c)}": round(float(p), 6) for c, p in zip(self.class_names, probs, strict=True)}
+            )
+            self.rows.append(row)
+            self.labels.append(label)
+            self.probabilities.append(probs)
+            if self._gradcam_on:
+                shown = predicted if label is None else label
+                title = f"{Path(source).stem}_{metric_key(self.class_names[shown])}_p{probs[shown]:.2f}"
+                self._keep(engine, shown, float(probs[shown]), title, torch.as_tensor(image).detach().cpu())
+
+    def _keep(self, engine: Engine, shown: int, score: float, title: str, image: torch.Tensor) -> None:
+        """Keep the image while it is among its class's most confident (memory bounded by classes x count), or
+        write its overlay now when every image gets one."""
+        if self.gradcam_per_class is None:
+            self._write_gradcam(engine, [(shown, title, image)])
+            return
+        kept = self._candidates.setdefault(shown, [])
+        kept.append((score, title, image))
+        kept.sort(key=lambda c: -c[0])  # stable: ties keep the reading order
+        del kept[self.gradcam_per_class :]
+
+    def _write_gradcam(self, engine: Engine, chosen: list[tuple[int, str, torch.Tensor]]) -> None:
+        from monai.visualize import GradCAM
+
+        if self._cam is None:
+            self._cam = GradCAM(nn_module=engine.network, target_layers=self.gradcam_layer)
+        save_radiograph_gradcam_overlays(
+            engine.network,
+            torch.stack([image for _, _, image in chosen]),
+            [shown for shown, _, _ in chosen],
+            [title for _, title, _ in chosen],
+            self.output_dir / "gradcam",
+            self.gradcam_layer,
+            cam=self._cam,
+        )
+
+    def write(self, engine: Engine) -> None:
+        """Write the CSV, and the metrics, confusion matrix and Grad-CAM overlays when they apply."""
+        if not self.rows:
+            logger.warning("no radiograph was classified: nothing written to %s", self.output_dir)
+            return
+        columns = list(dict.fromkeys(key for row in self.rows for key in row))
+
+        def write_csv(tmp: str) -> None:
+            with open(tmp, "w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=columns)
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+        atomic_write(self.output_dir / self.csv_name, write_csv)
+        if all(label is not None for label in self.labels):
+            report = multiclass_report(np.array(self.labels), np.stack(self.probabilities), self.class_names)
+            write_json_atomic(report, self.output_dir / "classification_metrics.json")
+            save_confusion_matrix_png(
+                report["confusion_matrix"], self.class_names, self.output_dir / "confusion_matrix.png", "Chest X-ray"
+            )
+            auc = report["roc_auc"]
+            logger.info(
+                "%d radiographs: accuracy %.3f, macro F1 %.3f, macro AUC %s",
+                report["num_samples"],
+                report["accuracy"],
+                report["macro_f1"],
+                "n/a" if auc is None or math.isnan(auc) else f"{auc:.3f}",
+            )
+        if self._gradcam_on and self._candidates:
+            chosen = [(k, title, image) for k in sorted(self._candidates) for _, title, image in self._candidates[k]]
+            self._write_gradcam(engine, chosen)
+        logger.info("classification of %d radiograph(s) written to %s", len(self.rows), self.output_dir)
