@@ -6,8 +6,8 @@
     mask = segment(nib.load("ct.nii.gz"))             # same result from an in-memory image
     print(segment.last_report)                        # the cascade's report: slabs, seconds, voxels segmented
 
-It runs the same config ids as ``inference.yaml`` (preprocessing, cascade inferer, largest component), minus
-the file writing.
+It runs the same config ids as ``inference.yaml`` (preprocessing, cascade inferer, ``prediction_postprocessing``,
+``prediction_mapping``), minus the file writing.
 """
 
 from __future__ import annotations
@@ -17,10 +17,9 @@ import os
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Activationsd, Compose, EnsureChannelFirstd, LoadImaged
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
 from pipelines.workflows import get_workflow
-from transforms.resample import ResampleToSourced
 
 __all__ = ["Segmenter", "load_weights"]
 
@@ -56,8 +55,9 @@ class Segmenter:
         load = parser.get_parsed_content("load_transforms")
         checks = [t for t in load if not isinstance(t, LoadImaged)]
         self.array_preprocessing = Compose(checks + parser.get_parsed_content("spatial_transforms"))
-        self.label_postprocessing = parser.get_parsed_content("label_postprocessing")
-        self.prediction_mapping = parser.get_parsed_content("prediction_mapping")
+        self.postprocessing = Compose(
+            parser.get_parsed_content("prediction_postprocessing") + [parser.get_parsed_content("prediction_mapping")]
+        )
 
     @property
     def last_report(self) -> dict | None:
@@ -87,15 +87,7 @@ class Segmenter:
         data = self._prepare(image)
         batch = data["image"][None].to(self.device)
         data["pred"] = self.inferer(batch, self.network)[0]
-        post = Compose(
-            [
-                Activationsd("pred", softmax=True),
-                ResampleToSourced("pred", ref_key="image", argmax=True),
-                self.label_postprocessing,
-                self.prediction_mapping,
-            ]
-        )
-        pred = post(data)["pred"]
+        pred = self.postprocessing(data)["pred"]
         return pred.to(torch.uint8) if isinstance(pred, torch.Tensor) else pred
 
     def __repr__(self) -> str:

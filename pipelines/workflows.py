@@ -1,10 +1,13 @@
 """The registry of workflows: the single source of truth that the command line, the tests and the docs read.
 
-Each workflow lives in a MONAI bundle under ``bundles/<bundle>/`` whose configs are layered: a common file
-(``configs/common.yaml``: network, label classes, deterministic transforms) comes first, then the stage's own
-file (``train.yaml``, ``evaluate.yaml``, ``inference.yaml``). A bundle may hold more than one workflow: the lung
-bundle has the 3D CT workflow (``common.yaml``, ``train.yaml``...) and the 2D chest X-ray one
-(``common_xray.yaml``, ``train_xray.yaml``...).
+Each workflow lives in a MONAI bundle under ``bundles/<bundle>/``. Each of its stages runs from one file,
+``configs/<stage>.yaml`` (linked as ``<stage>.yaml`` at the bundle's root), written by
+:mod:`pipelines.cli.compose_configs` from three layers: the bundle's facts (``configs/common.yaml``: network,
+label classes, deterministic transforms), the stage shared by the bundles of its family
+(``bundles/stages/3d/train.yaml``) and the bundle's own overrides of that stage, if any
+(``configs/overrides/train.yaml``). A bundle may hold more than one workflow: the lung bundle has the 3D CT
+workflow (``common.yaml``, ``train.yaml``...) and the 2D chest X-ray one (``common_xray.yaml``,
+``train_xray.yaml``...).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("train", "evaluate", "inference", "train_classifier", "evaluate_classifier")
+STAGES_ROOT = REPO_ROOT / "bundles" / "stages"
+# Stages that extend another stage's layers: multi_gpu_train is train plus the distributed overrides.
+STAGE_BASES = {"multi_gpu_train": "train"}
 # MONAI workflow type of each stage (``ConfigWorkflow(workflow_type=...)``).
 STAGE_TYPES = {
     "train": "train",
@@ -57,6 +63,8 @@ class Workflow:
         stages: the stage names that have a config file in ``configs/``.
         bundle: folder under ``bundles/`` (default: ``name``).
         config_suffix: suffix of this workflow's config files in a shared bundle (``_xray``: ``train_xray.yaml``).
+        family: folder of ``bundles/stages/`` holding the shared stage configs (``3d``, ``xray``).
+        extra_stages: stages with a config file that the command line does not run (``multi_gpu_train``: torchrun).
     """
 
     name: str
@@ -71,26 +79,49 @@ class Workflow:
     stages: tuple[str, ...] = field(default=STAGES)
     bundle: str = ""
     config_suffix: str = ""
+    family: str = "3d"
+    extra_stages: tuple[str, ...] = ("multi_gpu_train",)
 
     @property
     def bundle_dir(self) -> Path:
         """Absolute path of the bundle folder."""
         return REPO_ROOT / "bundles" / (self.bundle or self.name)
 
+    @property
+    def composed_stages(self) -> tuple[str, ...]:
+        """Every stage with a config file: the command line's and the extra ones."""
+        return self.stages + self.extra_stages
+
     def config_files(self, stage: str) -> list[str]:
-        """Config files to pass to ``monai.bundle run`` for ``stage``, common config first.
+        """The config file to pass to ``monai.bundle run`` for ``stage`` (one file, holding every id).
 
         Raises:
             ValueError: when the workflow has no such stage.
         """
-        if stage not in self.stages:
+        if stage not in self.composed_stages:
+            raise ValueError(f"workflow {self.name!r} has no stage {stage!r}; choose one of {list(self.stages)}")
+        return [str(self.bundle_dir / "configs" / f"{stage}{self.config_suffix}.yaml")]
+
+    def config_sources(self, stage: str) -> list[Path]:
+        """The layers that ``configs/<stage>.yaml`` is composed from, first to last: the family's common file (if
+        any), the bundle's common file, the shared stage (after the stage it extends, if any) and the bundle's
+        overrides of each."""
+        if stage not in self.composed_stages:
             raise ValueError(f"workflow {self.name!r} has no stage {stage!r}; choose one of {list(self.stages)}")
         configs = self.bundle_dir / "configs"
-        return [str(configs / f"common{self.config_suffix}.yaml"), str(configs / f"{stage}{self.config_suffix}.yaml")]
+        family_common = STAGES_ROOT / self.family / "common.yaml"
+        sources = [family_common] if family_common.is_file() else []
+        sources.append(configs / f"common{self.config_suffix}.yaml")
+        for name in filter(None, (STAGE_BASES.get(stage), stage)):
+            sources.append(STAGES_ROOT / self.family / f"{name}.yaml")
+            override = configs / "overrides" / f"{name}{self.config_suffix}.yaml"
+            if override.is_file():
+                sources.append(override)
+        return sources
 
     def config_parser(self, stage: str, overrides: dict | None = None):
-        """A ``monai.bundle.ConfigParser`` holding ``stage``'s merged config (the bundle's metadata, the common
-        file, the stage file) and ``overrides``, as ``ConfigWorkflow`` builds it; nothing is parsed yet."""
+        """A ``monai.bundle.ConfigParser`` holding ``stage``'s config (the bundle's metadata, the stage file) and
+        ``overrides``, as ``ConfigWorkflow`` builds it; nothing is parsed yet."""
         from monai.bundle import ConfigParser  # here: the registry serves commands that never load MONAI
 
         parser = ConfigParser()
@@ -136,6 +167,8 @@ WORKFLOWS: dict[str, Workflow] = {
         name="chest_xray",
         bundle="lung",
         config_suffix="_xray",
+        family="xray",
+        extra_stages=(),
         description="Chest X-ray: COVID / normal / lung opacity / viral pneumonia classification and 2D lung "
         "segmentation.",
         modality="CXR",

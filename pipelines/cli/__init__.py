@@ -6,6 +6,7 @@ Modules load on first attribute access (``pipelines.cli.config_checks``).
 from pipelines._lazy import lazy_getattr
 
 _SUBMODULES = (
+    "compose_configs",
     "config_checks",
     "export",
     "main",
