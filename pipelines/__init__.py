@@ -2,6 +2,7 @@
 
 * ``workflows``: the registry of workflows and their bundles, which the command line, tests and docs read;
 * ``api``: :class:`pipelines.api.Segmenter`, a bundle's models on files or in-memory images;
+* ``runner``: :func:`pipelines.runner.run_stage`, one bundle stage in this process (command line, MONAI Label);
 * ``io``: reading inputs, writing predictions atomically, DICOM SEG;
 * ``validation``: data and path checks that name the file and the problem;
 * ``models``: segmenters, slice classifiers, fast layers, losses;
@@ -28,6 +29,7 @@ _SUBMODULES = (
     "models",
     "phantoms",
     "reports",
+    "runner",
     "training",
     "validation",
     "workflows",

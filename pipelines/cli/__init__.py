@@ -8,6 +8,7 @@ from pipelines._lazy import lazy_getattr
 _SUBMODULES = (
     "compose_configs",
     "config_checks",
+    "stage_checks",
     "export",
     "main",
 )

@@ -22,14 +22,14 @@ from pathlib import Path
 import yaml
 
 from pipelines.cli.config_checks import check_overrides, load_stage_config, validate_workflow
+from pipelines.runner import run_stage
 from pipelines.validation.checks import find_data_error
-from pipelines.workflows import REPO_ROOT, STAGE_TYPES, STAGES, WORKFLOWS, get_workflow, prepare_default_data
+from pipelines.workflows import REPO_ROOT, STAGES, WORKFLOWS, get_workflow, prepare_default_data
 
 __all__ = [
     "main",
     "parse_overrides",
     "checked_overrides",
-    "run_stage",
     "run_demo",
     "EXIT_DATA_ERROR",
     "EXIT_CASES_FAILED",
@@ -86,39 +86,6 @@ def checked_overrides(name: str, stages: list[str], pairs: list[str] | None, new
         where=f"the {name} {'/'.join(stages)} config",
         elsewhere=[load_stage_config(name, stage) for stage in others],
     )
-
-
-def run_stage(name: str, stage: str, overrides: dict | None = None):
-    """Run one stage of a workflow's bundle in this process, as ``python -m monai.bundle run`` would.
-
-    The merged config, overrides included, is written to ``<output_dir>/configs/<stage>_<time>.json`` first
-    and its path given to the config as ``executed_config``, so the MLflow run keeps exactly what ran.
-
-    Returns:
-        the finished ``ConfigWorkflow`` (its ``parser`` holds the run's objects, e.g. the inference failures).
-    """
-    from monai.bundle import ConfigWorkflow
-
-    workflow_def = get_workflow(name)
-    files = workflow_def.config_files(stage)
-    configs = Path(files[0]).parent
-    logger.info("running %s %s: %s", name, stage, files)
-    workflow = ConfigWorkflow(
-        config_file=files,
-        meta_file=str(configs / "metadata.json"),
-        logging_file=str(configs / "logging.conf"),
-        workflow_type=STAGE_TYPES[stage],
-        **(overrides or {}),
-    )
-    executed = Path(workflow.parser.get_parsed_content("output_dir")) / "configs"
-    executed = executed / f"{stage}_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    executed.parent.mkdir(parents=True, exist_ok=True)
-    workflow.parser.export_config_file(workflow.parser.get(), str(executed))
-    workflow.parser["executed_config"] = str(executed)
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    return workflow
 
 
 def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = None) -> dict[str, str]:

@@ -1,8 +1,8 @@
 """What the MONAI Label app needs to know about the project's bundles, and the small steps its tasks are made of.
 
 Nothing here imports MONAI Label, so these helpers run (and are tested) in the project's main environment as
-well. The bundles are read through the project's registry (``pipelines.workflows``), with their layered configs
-(``common.yaml`` first, then the stage's file), exactly as ``monai.bundle run`` reads them.
+well. The bundles are read through the project's registry (``pipelines.workflows``), from each stage's own file
+(``configs/<stage>.yaml``), exactly as ``monai.bundle run`` reads them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import random
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,8 @@ import SimpleITK as sitk
 from monai.bundle import ConfigParser, ConfigWorkflow
 
 from pipelines.api import load_weights
-from pipelines.workflows import REPO_ROOT, STAGE_TYPES, WORKFLOWS, get_workflow
+from pipelines.runner import run_stage
+from pipelines.workflows import REPO_ROOT, WORKFLOWS, get_workflow
 
 __all__ = [
     "AppConf",
@@ -365,7 +365,8 @@ def best_metric(workflow: ConfigWorkflow) -> float | None:
 
 
 def run_bundle_stage(name: str, stage: str, overrides: Mapping, init_checkpoint: Path | None = None, on_epoch=None):
-    """Run one stage of workflow ``name``'s bundle (layered configs) in this process; return the workflow.
+    """Run one stage of workflow ``name``'s bundle in this process with the project's stage runner
+    (:func:`pipelines.runner.run_stage`); return the workflow.
 
     Args:
         name: workflow name in the registry.
@@ -375,40 +376,23 @@ def run_bundle_stage(name: str, stage: str, overrides: Mapping, init_checkpoint:
             that does not fit the network is skipped with a warning.
         on_epoch: ``f(epoch, max_epochs)`` called after each training epoch (progress for MONAI Label's stats).
     """
-    workflow_def = get_workflow(name)
-    configs = workflow_def.bundle_dir / "configs"
-    workflow = ConfigWorkflow(
-        config_file=workflow_def.config_files(stage),
-        meta_file=str(configs / "metadata.json"),
-        logging_file=False,
-        workflow_type=STAGE_TYPES[stage],
-        **overrides,
-    )
-    # validate at the last epoch at least: the bundles' CheckpointSaver writes on validation only
-    if "val_interval" in workflow.parser and "max_epochs" in workflow.parser:
-        max_epochs = int(workflow.parser.get_parsed_content("max_epochs"))
-        if int(workflow.parser.get_parsed_content("val_interval")) > max_epochs:
-            workflow.parser["val_interval"] = max_epochs
-    executed = Path(workflow.parser.get_parsed_content("output_dir")) / "configs"
-    executed = executed / f"monailabel_{stage}_{time.strftime('%Y%m%d_%H%M%S')}.json"
-    executed.parent.mkdir(parents=True, exist_ok=True)
-    workflow.parser.export_config_file(workflow.parser.get(), str(executed))
-    workflow.parser["executed_config"] = str(executed)
-    workflow.initialize()
-    if init_checkpoint is not None and Path(init_checkpoint).is_file():
-        network = workflow.parser.get_parsed_content("network")
-        try:
-            load_weights(network, str(init_checkpoint)).train()
-            logger.info("%s %s: starting from %s", name, stage, init_checkpoint)
-        except RuntimeError as e:
-            logger.warning("%s does not fit the %s network, training from scratch: %s", init_checkpoint, stage, e)
-    if on_epoch is not None and "train#trainer" in workflow.parser:
-        from ignite.engine import Events
 
-        trainer = workflow.parser.get_parsed_content("train#trainer")
-        trainer.add_event_handler(
-            Events.EPOCH_COMPLETED, lambda engine: on_epoch(engine.state.epoch, engine.state.max_epochs)
-        )
-    workflow.run()
-    workflow.finalize()
-    return workflow
+    def after_initialize(workflow: ConfigWorkflow) -> None:
+        if init_checkpoint is not None and Path(init_checkpoint).is_file():
+            network = workflow.parser.get_parsed_content("network")
+            try:
+                load_weights(network, str(init_checkpoint)).train()
+                logger.info("%s %s: starting from %s", name, stage, init_checkpoint)
+            except RuntimeError as e:
+                logger.warning("%s does not fit the %s network, training from scratch: %s", init_checkpoint, stage, e)
+        if on_epoch is not None and "train#trainer" in workflow.parser:
+            from ignite.engine import Events
+
+            trainer = workflow.parser.get_parsed_content("train#trainer")
+            trainer.add_event_handler(
+                Events.EPOCH_COMPLETED, lambda engine: on_epoch(engine.state.epoch, engine.state.max_epochs)
+            )
+
+    return run_stage(
+        name, stage, overrides, logging_file=False, executed_prefix="monailabel_", after_initialize=after_initialize
+    )

@@ -1,0 +1,144 @@
+"""Every stage runs from one file, by the paths the README and the model cards name, and each fact has one source.
+
+The users' own commands are ``python -m monai.bundle run --config_file bundles/<bundle>/<stage>.yaml`` (and the
+zoo's ``configs/<stage>.yaml``); those files are composed by :mod:`pipelines.cli.compose_configs` from layers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from pipelines.cli import compose_configs
+from pipelines.cli.stage_checks import command_line_overrides, under_bundle_run
+from pipelines.workflows import REPO_ROOT, STAGE_TYPES, WORKFLOWS
+
+# (workflow, stage) for every stage file, the chest X-ray ones included
+STAGE_FILES = [(wf.name, stage) for wf in WORKFLOWS.values() for stage in wf.composed_stages]
+
+
+def _literal_paths(workflow, stage: str) -> list[str]:
+    name = f"{stage}{workflow.config_suffix}.yaml"
+    bundle = f"bundles/{workflow.bundle or workflow.name}"
+    return [f"{bundle}/{name}", f"{bundle}/configs/{name}"]
+
+
+def test_the_written_stage_files_links_and_metadata_are_up_to_date():
+    assert compose_configs.check() == []
+
+
+@pytest.mark.parametrize("name,stage", STAGE_FILES)
+def test_a_stage_file_is_its_layers_merged_as_monai_bundle_merges_a_list(name, stage):
+    workflow = WORKFLOWS[name]
+    composed = ConfigParser.load_config_files(workflow.config_files(stage)[0])
+    layered = ConfigParser.load_config_files([str(p) for p in workflow.config_sources(stage)])
+    assert composed == layered
+
+
+@pytest.mark.parametrize("name,stage", STAGE_FILES)
+def test_every_literal_path_initialises_alone_and_in_the_list_form(name, stage, tmp_path, monkeypatch):
+    monkeypatch.chdir(REPO_ROOT)  # the paths are the README's, from the repo root
+    workflow = WORKFLOWS[name]
+    common = f"bundles/{workflow.bundle or workflow.name}/configs/common{workflow.config_suffix}.yaml"
+    for config_file in [*_literal_paths(workflow, stage), [common, _literal_paths(workflow, stage)[1]]]:
+        flow = ConfigWorkflow(
+            config_file=config_file,
+            logging_file=False,
+            workflow_type=STAGE_TYPES.get(stage, "train"),
+            output_dir=str(tmp_path),
+        )
+        flow.parser.parse()
+        assert flow.parser.get_parsed_content("workflow_name") == name
+        assert flow.parser.get_parsed_content("bundle_root") == str(workflow.bundle_dir)
+        assert "initialize" in flow.parser and "run" in flow.parser
+        # the metadata beside the file is found, as ConfigWorkflow looks for it
+        assert flow.parser["_meta_"]["version"]
+        network = "classifier_network" if "classifier" in stage and workflow.family == "3d" else "network_def"
+        assert flow.parser.get_parsed_content(network, instantiate=True) is not None
+
+
+@pytest.mark.parametrize("name", [n for n, wf in WORKFLOWS.items() if wf.family == "3d"])
+def test_metadata_states_the_configs_classes_channels_patch_and_spacing(name):
+    workflow = WORKFLOWS[name]
+    metadata = json.loads((workflow.bundle_dir / "configs" / "metadata.json").read_text())
+    parser = ConfigParser()
+    parser.read_config(workflow.config_files("inference"))
+    classes = parser.get_parsed_content("class_names")
+    pred = metadata["network_data_format"]["outputs"]["pred"]
+    assert list(pred["channel_def"].values()) == list(classes)
+    assert pred["spatial_shape"] == list(parser.get_parsed_content("roi_size"))
+    image = metadata["network_data_format"]["inputs"]["image"]
+    assert image["num_channels"] == parser.get_parsed_content("in_channels")
+    spacing = "x".join(f"{float(s):g}" for s in parser.get_parsed_content("pixdim"))
+    assert f"resampled to {spacing} mm" in metadata["image_classes"]
+
+
+def test_a_changed_source_makes_the_check_fail_and_write_mends_it(tmp_path, monkeypatch):
+    workflow = WORKFLOWS["liver"]
+    stage_file = Path(workflow.config_files("evaluate")[0])
+    original = stage_file.read_text()
+    try:
+        stage_file.write_text(original.replace("eval_section: test", "eval_section: validation"))
+        assert any("bundles/liver/configs/evaluate.yaml is out of date" in p for p in compose_configs.check([workflow]))
+        assert stage_file in compose_configs.write([workflow])
+        assert compose_configs.check([workflow]) == []
+    finally:
+        stage_file.write_text(original)
+
+
+def test_command_line_overrides_are_read_as_fire_reads_them():
+    argv = [
+        "/x/monai/bundle/__main__.py",
+        "run",
+        "--config_file",
+        "['a.yaml','b.yaml']",
+        "--max_epochs",
+        "2",
+        "--roi_size=[64,64,32]",
+        "--tracking",
+        "mlflow",
+    ]
+    assert under_bundle_run(argv)
+    assert command_line_overrides(argv) == (["a.yaml", "b.yaml"], {"max_epochs": 2, "roi_size": [64, 64, 32]})
+    assert not under_bundle_run(["radcascade", "run"])
+
+
+def _bundle_run(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+
+
+def test_bad_command_lines_get_one_line_each_not_a_traceback(tmp_path):
+    """An unknown override, a bundle without weights and a missing input, each named, in a real process."""
+    typo = _bundle_run("--config_file", "bundles/liver/train.yaml", "--max_epoch", "1", "--output_dir", str(tmp_path))
+    assert typo.returncode != 0
+    assert "max_epoch=1: bundles/liver/train.yaml defines no id 'max_epoch'; did you mean max_epochs?" in typo.stderr
+    assert "Traceback" not in typo.stderr
+
+    missing = tmp_path / "no_scan.nii.gz"
+    run = _bundle_run(
+        "--config_file",
+        "bundles/lung/inference.yaml",
+        "--input_path",
+        str(missing),
+        "--ckpt_dir",
+        str(tmp_path / "empty_models"),
+        "--output_dir",
+        str(tmp_path),
+    )
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr
+    assert f"{tmp_path}/empty_models/model.pt: no trained weights (ckpt_path)" in run.stderr
+    assert "python -m monai.bundle run --config_file bundles/lung/train.yaml" in run.stderr
+    assert f"{missing}: no such file or folder" in run.stderr
