@@ -14,21 +14,15 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from data_manifests.splits import (
-    _check_fractions,
-    add_common_arguments,
-    build_datalist,
-    common_kwargs,
-    configure_logging,
-    is_hidden,
-)
+from data_manifests.driver import Option, build_from_cases, run_command_line
+from data_manifests.splits import is_hidden
 from pipelines.validation.checks import DataError
 
 __all__ = ["CHANNELS", "LABELS", "LABELS_2023", "find_brats_cases", "build_brats_datalist", "main"]
@@ -142,28 +136,29 @@ def find_brats_cases(root: str | os.PathLike) -> tuple[list[dict], str]:
     return [entries[p] for p in sorted(entries)], naming
 
 
-def build_brats_datalist(
-    root: str | os.PathLike,
-    *,
-    output_path: str | os.PathLike | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    validate: bool = True,
-    relative_to: str | os.PathLike | None = None,
-    slice_counts: bool = True,
-) -> dict:
+def _find(root: str | os.PathLike) -> tuple[list[dict], dict]:
+    """The entries of :func:`find_brats_cases` and the datalist header."""
+    entries, naming = find_brats_cases(root)
+    header = {
+        "name": "BraTS",
+        "description": f"BraTS brain tumour MRI ({'2023' if naming == '2023' else 'up to 2021'} file names): "
+        f"{len(entries)} patient folders under {root}, images in the order FLAIR, T1, T1ce, T2;",
+        "labels": dict(LABELS_2023 if naming == "2023" else LABELS),
+        "channels": list(CHANNELS),
+        "modality": {str(i): c for i, c in enumerate(CHANNELS)},
+    }
+    return entries, header
+
+
+def build_brats_datalist(root: str | os.PathLike, **options: Any) -> dict:
     """Split the BraTS patients into training / validation / test and return the datalist.
+
+    ``validate`` checks each of the four images against the segmentation with :mod:`pipelines.validation.checks`;
+    ``slice_counts`` reads every segmentation to count positive / negative axial slices per section.
 
     Args:
         root: the BraTS training folder (one folder per patient, at any depth).
-        output_path: JSON file to write (atomically); ``None`` only returns the datalist.
-        val_fraction: fraction of patients for validation.
-        test_fraction: fraction of patients for test.
-        seed: seed of the patient shuffle.
-        validate: check each of the four images against the segmentation with :mod:`pipelines.validation.checks`.
-        relative_to: folder the written paths are relative to (only with ``output_path``; default its folder).
-        slice_counts: read every segmentation to count positive / negative axial slices per section.
+        **options: the split and output options, see :class:`data_manifests.driver.BuildOptions`.
 
     Returns:
         The datalist: ``name``, ``description``, ``labels``, ``channels`` (``["FLAIR", "T1", "T1ce", "T2"]``, the
@@ -174,43 +169,15 @@ def build_brats_datalist(
         DataError: see :func:`find_brats_cases`; too few patients; unreadable or mismatched files.
         ValueError: invalid fractions.
     """
-    _check_fractions(val_fraction, test_fraction)
-    entries, naming = find_brats_cases(root)
-    header = {
-        "name": "BraTS",
-        "description": f"BraTS brain tumour MRI ({'2023' if naming == '2023' else 'up to 2021'} file names): "
-        f"{len(entries)} patient folders under {root}, images in the order FLAIR, T1, T1ce, T2;",
-        "labels": dict(LABELS_2023 if naming == "2023" else LABELS),
-        "channels": list(CHANNELS),
-        "modality": {str(i): c for i, c in enumerate(CHANNELS)},
-    }
-    return build_datalist(
-        entries,
-        header,
-        source=root,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        validate=validate,
-        slice_counts=slice_counts,
-        output_path=output_path,
-        relative_to=relative_to,
-    )
+    return build_from_cases(root, _find, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m data_manifests.brats --root DIR --output FILE.json``."""
-    parser = argparse.ArgumentParser(prog="python -m data_manifests.brats", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="BraTS training folder (one folder per patient)")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        build_brats_datalist(args.root, **common_kwargs(args))
-    except ValueError as exc:  # DataError, or invalid fractions
-        logger.error("%s", exc)
-        return 1
-    return 0
+    root = Option("--root", help="BraTS training folder (one folder per patient)")
+    return run_command_line(
+        argv, module="data_manifests.brats", doc=__doc__, build=build_brats_datalist, source=root, logger=logger
+    )
 
 
 if __name__ == "__main__":

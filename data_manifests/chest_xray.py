@@ -22,24 +22,16 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from data_manifests.splits import (
-    SECTIONS,
-    _check_fractions,
-    add_common_arguments,
-    common_kwargs,
-    configure_logging,
-    finish_datalist,
-    log_counts,
-    split_by_patient,
-)
+from data_manifests.driver import BuildOptions, Option, run_command_line
+from data_manifests.splits import SECTIONS, finish_datalist, log_counts, split_by_patient
 from pipelines.validation.checks import DataError
 
 __all__ = ["MASK_FOLDERS", "SPLIT_FOLDERS", "find_chest_xray_images", "build_chest_xray_datalist", "main"]
@@ -221,13 +213,7 @@ def build_chest_xray_datalist(
     classes: Sequence[str] | None = None,
     mask_kind: str = "lung",
     allow_missing_masks: bool = False,
-    output_path: str | os.PathLike | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    validate: bool = True,
-    relative_to: str | os.PathLike | None = None,
-    slice_counts: bool = True,
+    **options: Any,
 ) -> dict:
     """Split the chest X-rays of ``root`` into training / validation / test and return the datalist.
 
@@ -240,14 +226,10 @@ def build_chest_xray_datalist(
         classes: class folder names to keep, in the order that gives their indices; default all, sorted.
         mask_kind: COVID-QU-Ex masks to use: ``"lung"`` (``lung masks/``) or ``"infection"``.
         allow_missing_masks: an image without a mask gets an entry without ``label`` instead of an error.
-        output_path: JSON file to write (atomically); ``None`` only returns the datalist.
-        val_fraction: fraction of images for validation (random split only).
-        test_fraction: fraction of images for test (random split only).
-        seed: seed of the shuffle (random split only).
-        validate: decode every image and mask (finds unreadable files and truncated ones).
-        relative_to: folder the written paths are relative to (only with ``output_path``; default its folder).
-        slice_counts: decode every mask to count positive / negative images per section (and read the image
-            headers, to compare sizes). With neither this nor ``validate`` no file is opened.
+        **options: the split and output options, see :class:`data_manifests.driver.BuildOptions`: the fractions
+            and seed apply to the random split only; ``validate`` decodes every image and mask (finds unreadable
+            files and truncated ones); ``slice_counts`` decodes every mask to count positive / negative images
+            per section (and reads the image headers, to compare sizes). With neither no file is opened.
 
     Returns:
         The datalist: ``name``, ``description``, ``classes``, ``labels``, ``split`` (``"random"`` or
@@ -260,7 +242,7 @@ def build_chest_xray_datalist(
         DataError: see :func:`find_chest_xray_images`; unreadable images or masks; too few images to split.
         ValueError: invalid fractions or ``mask_kind``.
     """
-    _check_fractions(val_fraction, test_fraction)
+    opts = BuildOptions(**options)
     root = Path(root)
     found, names = find_chest_xray_images(
         root, classes=classes, mask_kind=mask_kind, allow_missing_masks=allow_missing_masks
@@ -270,14 +252,18 @@ def build_chest_xray_datalist(
         logger.info("%s: keeping the database's Train/Val/Test split (fractions and seed unused)", root)
         splits = found
     else:
-        splits = split_by_patient(found, lambda e: e["image"], val_fraction, test_fraction, seed, source=root)
-    counts, size_pairs = _counts(splits, names, read_images=validate, read_masks=validate or slice_counts)
+        splits = split_by_patient(
+            found, lambda e: e["image"], opts.val_fraction, opts.test_fraction, opts.seed, source=root
+        )
+    counts, size_pairs = _counts(
+        splits, names, read_images=opts.validate, read_masks=opts.validate or opts.slice_counts
+    )
     log_counts(root, counts)
     for (image_size, mask_size), n in sorted(size_pairs.items()):
         logger.info("%s: %d masks are %dx%d while their images are %dx%d", root, n, *mask_size, *image_size)
     n_images = sum(c["images"] for c in counts.values())
     split_text = "/".join(str(counts[k]["images"]) for k in SECTIONS)
-    how = "as given by its Train/Val/Test folders" if given else f"at random with seed {seed}"
+    how = "as given by its Train/Val/Test folders" if given else f"at random with seed {opts.seed}"
     header = {
         "name": "chest X-ray",
         "description": f"Chest X-rays with {mask_kind if given else 'lung'} masks: {n_images} images of "
@@ -287,7 +273,7 @@ def build_chest_xray_datalist(
         "classes": names,
         "labels": {"0": "background", "1": f"{mask_kind if given else 'lung'}"},
         "split": "given" if given else "random",
-        **({} if given else {"seed": int(seed)}),
+        **({} if given else {"seed": int(opts.seed)}),
         "source": str(root),
         "counts": counts,
         "mask_sizes": [
@@ -295,35 +281,27 @@ def build_chest_xray_datalist(
             for (image_size, mask_size), n in sorted(size_pairs.items())
         ],
     }
-    return finish_datalist(header, splits, output_path=output_path, relative_to=relative_to)
+    return finish_datalist(header, splits, output_path=opts.output_path, relative_to=opts.relative_to)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m data_manifests.chest_xray --root DIR --output FILE.json``."""
-    parser = argparse.ArgumentParser(prog="python -m data_manifests.chest_xray", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="database folder: class folders, or Train/ Val/ Test/")
-    parser.add_argument("--classes", nargs="+", default=None, help="class folders to keep, in index order")
-    parser.add_argument(
-        "--mask-kind", choices=sorted(MASK_FOLDERS), default="lung", help="COVID-QU-Ex masks: lung or infection"
+    options = [
+        Option("--classes", nargs="+", default=None, help="class folders to keep, in index order"),
+        Option(
+            "--mask-kind", choices=sorted(MASK_FOLDERS), default="lung", help="COVID-QU-Ex masks: lung or infection"
+        ),
+        Option("--allow-missing-masks", action="store_true", help="keep images without a mask (entries without label)"),
+    ]
+    return run_command_line(
+        argv,
+        module="data_manifests.chest_xray",
+        doc=__doc__,
+        build=build_chest_xray_datalist,
+        source=Option("--root", help="database folder: class folders, or Train/ Val/ Test/"),
+        options=options,
+        logger=logger,
     )
-    parser.add_argument(
-        "--allow-missing-masks", action="store_true", help="keep images without a mask (entries without label)"
-    )
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        build_chest_xray_datalist(
-            args.root,
-            classes=args.classes,
-            mask_kind=args.mask_kind,
-            allow_missing_masks=args.allow_missing_masks,
-            **common_kwargs(args),
-        )
-    except ValueError as exc:  # DataError, or invalid fractions
-        logger.error("%s", exc)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,21 +12,15 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from data_manifests.splits import (
-    _check_fractions,
-    add_common_arguments,
-    build_datalist,
-    common_kwargs,
-    configure_logging,
-    is_hidden,
-)
+from data_manifests.driver import Option, build_from_cases, run_command_line
+from data_manifests.splits import is_hidden
 from pipelines.validation.checks import DataError
 
 __all__ = ["LABELS", "patient_of_case", "find_covid19_20_cases", "build_covid19_20_datalist", "main"]
@@ -87,28 +81,27 @@ def find_covid19_20_cases(root: str | os.PathLike) -> list[dict]:
     return [{"image": str(cts[c]), "label": str(segs[c]), "patient": patient_of_case(c)} for c in sorted(cts)]
 
 
-def build_covid19_20_datalist(
-    root: str | os.PathLike,
-    *,
-    output_path: str | os.PathLike | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    validate: bool = True,
-    relative_to: str | os.PathLike | None = None,
-    slice_counts: bool = True,
-) -> dict:
+def _find(root: str | os.PathLike) -> tuple[list[dict], dict]:
+    """The entries of :func:`find_covid19_20_cases` and the datalist header."""
+    entries = find_covid19_20_cases(root)
+    header = {
+        "name": "COVID-19-20",
+        "description": f"COVID-19-20 lung lesion CT: {len(entries)} <case>_ct / <case>_seg pairs under {root};",
+        "labels": dict(LABELS),
+        "modality": {"0": "CT"},
+    }
+    return entries, header
+
+
+def build_covid19_20_datalist(root: str | os.PathLike, **options: Any) -> dict:
     """Split the COVID-19-20 training cases by patient into training / validation / test; return the datalist.
+
+    ``validate`` checks every CT / segmentation pair with :mod:`pipelines.validation.checks` (reads every file);
+    ``slice_counts`` reads every segmentation to count positive / negative slices per section.
 
     Args:
         root: the challenge folder or its ``Train/`` folder.
-        output_path: JSON file to write (atomically); ``None`` only returns the datalist.
-        val_fraction: fraction of patients for validation.
-        test_fraction: fraction of patients for test.
-        seed: seed of the patient shuffle.
-        validate: check every CT / segmentation pair with :mod:`pipelines.validation.checks` (reads every file).
-        relative_to: folder the written paths are relative to (only with ``output_path``; default its folder).
-        slice_counts: read every segmentation to count positive / negative slices per section.
+        **options: the split and output options, see :class:`data_manifests.driver.BuildOptions`.
 
     Returns:
         The datalist: ``name``, ``description``, ``labels``, ``modality``, ``seed``, ``source``, ``counts``
@@ -118,41 +111,20 @@ def build_covid19_20_datalist(
         DataError: see :func:`find_covid19_20_cases`; too few patients; unreadable or mismatched files.
         ValueError: invalid fractions.
     """
-    _check_fractions(val_fraction, test_fraction)
-    entries = find_covid19_20_cases(root)
-    header = {
-        "name": "COVID-19-20",
-        "description": f"COVID-19-20 lung lesion CT: {len(entries)} <case>_ct / <case>_seg pairs under {root};",
-        "labels": dict(LABELS),
-        "modality": {"0": "CT"},
-    }
-    return build_datalist(
-        entries,
-        header,
-        source=root,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        validate=validate,
-        slice_counts=slice_counts,
-        output_path=output_path,
-        relative_to=relative_to,
-    )
+    return build_from_cases(root, _find, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m data_manifests.covid19_20 --root DIR --output FILE.json``."""
-    parser = argparse.ArgumentParser(prog="python -m data_manifests.covid19_20", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="folder (or its Train/) with <case>_ct / <case>_seg files")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        build_covid19_20_datalist(args.root, **common_kwargs(args))
-    except ValueError as exc:  # DataError, or invalid fractions
-        logger.error("%s", exc)
-        return 1
-    return 0
+    root = Option("--root", help="folder (or its Train/) with <case>_ct / <case>_seg files")
+    return run_command_line(
+        argv,
+        module="data_manifests.covid19_20",
+        doc=__doc__,
+        build=build_covid19_20_datalist,
+        source=root,
+        logger=logger,
+    )
 
 
 if __name__ == "__main__":

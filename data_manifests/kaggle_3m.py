@@ -16,23 +16,18 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
+import functools
 import logging
 import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from data_manifests.splits import (
-    _check_fractions,
-    add_common_arguments,
-    build_datalist,
-    common_kwargs,
-    configure_logging,
-)
+from data_manifests.driver import Option, build_from_cases, run_command_line
 from pipelines.io.atomic import atomic_write
 from pipelines.validation.checks import DataError
 
@@ -272,50 +267,10 @@ def assemble_case(
     return outputs, True
 
 
-def build_kaggle_3m_datalist(
-    root: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    spacing: Sequence[float] = (1.0, 1.0, 1.0),
-    force: bool = False,
-    output_path: str | os.PathLike | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    validate: bool = True,
-    relative_to: str | os.PathLike | None = None,
-    slice_counts: bool = True,
-) -> dict:
-    """Assemble every case's volumes under ``out_dir`` (one case in memory at a time), split by patient, return
-    the datalist.
-
-    Every case folder is checked (names, masks, slice numbers) before any volume is written. A case that fails
-    while its pixels are read is reported with all others at the end; the cases written stay, and a rerun only
-    assembles what is missing or out of date.
-
-    Args:
-        root: the ``kaggle_3m`` folder.
-        out_dir: folder of the assembled NIfTI volumes (created).
-        spacing: voxel size in mm, (column, row, slice); the dataset does not record it.
-        force: rewrite volumes that are up to date.
-        output_path: JSON file to write (atomically); ``None`` only returns the datalist.
-        val_fraction: fraction of patients for validation.
-        test_fraction: fraction of patients for test.
-        seed: seed of the patient shuffle.
-        validate: check the written volumes with :mod:`pipelines.validation.checks`.
-        relative_to: folder the written paths are relative to (only with ``output_path``; default its folder).
-        slice_counts: count positive / negative slices per section (reads every assembled mask).
-
-    Returns:
-        The datalist: ``name``, ``description``, ``labels``, ``channels`` (``["pre-contrast", "FLAIR",
-        "post-contrast"]``), ``modality``, ``spacing``, ``seed``, ``source``, ``counts`` and the sections, lists of
-        ``{"image": [precontrast, flair, postcontrast], "label": seg, "patient": TCGA id, "case": folder}``.
-
-    Raises:
-        DataError: see :func:`find_kaggle_3m_cases` and :func:`assemble_case`; too few patients.
-        ValueError: invalid fractions or spacing.
-    """
-    _check_fractions(val_fraction, test_fraction)
+def _assemble_all(
+    root: str | os.PathLike, out_dir: str | os.PathLike, spacing: Sequence[float], force: bool
+) -> tuple[list[dict], dict]:
+    """Check the spacing, assemble every case's volumes under ``out_dir``; return the entries and the header."""
     spacing = tuple(float(s) for s in spacing)
     if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
         raise ValueError(f"spacing must be three positive numbers (mm), got {spacing}")
@@ -348,39 +303,69 @@ def build_kaggle_3m_datalist(
         "modality": {str(i): c for i, c in enumerate(CHANNELS)},
         "spacing": list(spacing),
     }
-    return build_datalist(
-        entries,
-        header,
-        source=root,
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        seed=seed,
-        validate=validate,
-        slice_counts=slice_counts,
-        output_path=output_path,
-        relative_to=relative_to,
-    )
+    return entries, header
+
+
+def build_kaggle_3m_datalist(
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+    force: bool = False,
+    **options: Any,
+) -> dict:
+    """Assemble every case's volumes under ``out_dir`` (one case in memory at a time), split by patient, return
+    the datalist.
+
+    Every case folder is checked (names, masks, slice numbers) before any volume is written. A case that fails
+    while its pixels are read is reported with all others at the end; the cases written stay, and a rerun only
+    assembles what is missing or out of date. ``validate`` checks the written volumes with
+    :mod:`pipelines.validation.checks`; ``slice_counts`` reads every assembled mask to count positive / negative
+    slices per section.
+
+    Args:
+        root: the ``kaggle_3m`` folder.
+        out_dir: folder of the assembled NIfTI volumes (created).
+        spacing: voxel size in mm, (column, row, slice); the dataset does not record it.
+        force: rewrite volumes that are up to date.
+        **options: the split and output options, see :class:`data_manifests.driver.BuildOptions`.
+
+    Returns:
+        The datalist: ``name``, ``description``, ``labels``, ``channels`` (``["pre-contrast", "FLAIR",
+        "post-contrast"]``), ``modality``, ``spacing``, ``seed``, ``source``, ``counts`` and the sections, lists of
+        ``{"image": [precontrast, flair, postcontrast], "label": seg, "patient": TCGA id, "case": folder}``.
+
+    Raises:
+        DataError: see :func:`find_kaggle_3m_cases` and :func:`assemble_case`; too few patients.
+        ValueError: invalid fractions or spacing.
+    """
+    find = functools.partial(_assemble_all, out_dir=out_dir, spacing=spacing, force=force)
+    return build_from_cases(root, find, **options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m data_manifests.kaggle_3m --root DIR --out-dir DIR --output FILE.json``."""
-    parser = argparse.ArgumentParser(prog="python -m data_manifests.kaggle_3m", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", required=True, help="kaggle_3m folder (one folder of TIFF slices per case)")
-    parser.add_argument("--out-dir", required=True, help="folder for the assembled NIfTI volumes")
-    parser.add_argument(
-        "--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("SX", "SY", "SZ"),
-        help="voxel size in mm (column, row, slice); default 1 1 1",
-    )  # fmt: skip
-    parser.add_argument("--force", action="store_true", help="rewrite volumes that are already up to date")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        build_kaggle_3m_datalist(args.root, args.out_dir, spacing=args.spacing, force=args.force, **common_kwargs(args))
-    except ValueError as exc:  # DataError, or invalid fractions / spacing
-        logger.error("%s", exc)
-        return 1
-    return 0
+    options = [
+        Option("--out-dir", required=True, help="folder for the assembled NIfTI volumes"),
+        Option(
+            "--spacing",
+            type=float,
+            nargs=3,
+            default=(1.0, 1.0, 1.0),
+            metavar=("SX", "SY", "SZ"),
+            help="voxel size in mm (column, row, slice); default 1 1 1",
+        ),
+        Option("--force", action="store_true", help="rewrite volumes that are already up to date"),
+    ]
+    return run_command_line(
+        argv,
+        module="data_manifests.kaggle_3m",
+        doc=__doc__,
+        build=build_kaggle_3m_datalist,
+        source=Option("--root", help="kaggle_3m folder (one folder of TIFF slices per case)"),
+        options=options,
+        logger=logger,
+    )
 
 
 if __name__ == "__main__":

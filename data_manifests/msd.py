@@ -17,19 +17,10 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from data_manifests.splits import (
-    SECTIONS,
-    _check_fractions,
-    add_common_arguments,
-    common_kwargs,
-    configure_logging,
-    finish_datalist,
-    log_counts,
-    section_counts,
-    split_by_patient,
-    split_counts,
-)
+from data_manifests.driver import BuildOptions, Option, run_command_line
+from data_manifests.splits import SECTIONS, finish_datalist, log_counts, section_counts, split_by_patient, split_counts
 from pipelines.validation.checks import DataError, validate_datalist
 
 __all__ = ["build_msd_datalist", "split_counts", "main"]
@@ -86,17 +77,7 @@ def _cases(task_dir: Path, dataset: dict) -> list[dict[str, str]]:
     return sorted(cases, key=lambda c: c["image"])
 
 
-def build_msd_datalist(
-    task_dir: str | os.PathLike,
-    *,
-    output_path: str | os.PathLike | None = None,
-    val_fraction: float = 0.2,
-    test_fraction: float = 0.1,
-    seed: int = 0,
-    validate: bool = True,
-    relative_to: str | os.PathLike | None = None,
-    slice_counts: bool = True,
-) -> dict:
+def build_msd_datalist(task_dir: str | os.PathLike, **options: Any) -> dict:
     """Split the labelled cases of an MSD task into training / validation / test and return the datalist.
 
     Cases come from the ``training`` list of ``dataset.json`` (``./imagesTr/x.nii.gz`` paths are fine; macOS
@@ -111,14 +92,10 @@ def build_msd_datalist(
 
     Args:
         task_dir: the MSD task folder.
-        output_path: JSON file to write (atomically); ``None`` only returns the datalist.
-        val_fraction: fraction of cases for validation.
-        test_fraction: fraction of cases for test.
-        seed: seed of the shuffle.
-        validate: check every image / label pair with :mod:`pipelines.validation.checks` first (slower, reads every
-        file).
-        relative_to: folder the written paths are relative to (only with ``output_path``).
-        slice_counts: read every label to count positive / negative slices per section.
+        **options: the split and output options, see :class:`data_manifests.driver.BuildOptions`: the fractions
+            are of cases; ``validate`` checks every image / label pair with :mod:`pipelines.validation.checks`
+            first (slower, reads every file); ``slice_counts`` reads every label to count positive / negative
+            slices per section.
 
     Returns:
         The datalist: ``name``, ``description``, ``seed``, ``source``, ``labels``, ``modality``, ``counts``
@@ -130,25 +107,25 @@ def build_msd_datalist(
             each problem naming the file.
         ValueError: invalid fractions or too few cases for the requested splits.
     """
-    _check_fractions(val_fraction, test_fraction)
+    opts = BuildOptions(**options)
     task_dir = Path(task_dir)
     dataset = _read_dataset_json(task_dir)
     cases = _cases(task_dir, dataset)
     try:
-        n_train, n_val, n_test = split_counts(len(cases), val_fraction, test_fraction)
+        n_train, n_val, n_test = split_counts(len(cases), opts.val_fraction, opts.test_fraction)
     except ValueError as exc:
         raise DataError(f"{task_dir / 'dataset.json'}: {exc}") from None
-    splits = split_by_patient(cases, _patient, val_fraction, test_fraction, seed)
-    if validate:
+    splits = split_by_patient(cases, _patient, opts.val_fraction, opts.test_fraction, opts.seed)
+    if opts.validate:
         validate_datalist(splits, keys=SECTIONS)
-    counts = section_counts(splits, _patient, slices=slice_counts)
+    counts = section_counts(splits, _patient, slices=opts.slice_counts)
 
     name = str(dataset.get("name") or task_dir.name)
     header = {
         "name": name,
         "description": f"{name}: {len(cases)} labelled cases of {task_dir.name} split "
-        f"{n_train}/{n_val}/{n_test} (training/validation/test) with seed {seed}",
-        "seed": int(seed),
+        f"{n_train}/{n_val}/{n_test} (training/validation/test) with seed {opts.seed}",
+        "seed": int(opts.seed),
         "source": str(task_dir),
         "labels": dataset.get("labels", {}),
         "modality": dataset.get("modality", {}),
@@ -156,7 +133,7 @@ def build_msd_datalist(
     }
     logger.info("%s: training %d, validation %d, test %d", task_dir, n_train, n_val, n_test)
     log_counts(task_dir, counts)
-    return finish_datalist(header, splits, output_path=output_path, relative_to=relative_to)
+    return finish_datalist(header, splits, output_path=opts.output_path, relative_to=opts.relative_to)
 
 
 def _patient(case: dict[str, str]) -> str:
@@ -165,20 +142,24 @@ def _patient(case: dict[str, str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``python -m data_manifests.msd --task-dir DIR --output FILE.json``."""
-    parser = argparse.ArgumentParser(prog="python -m data_manifests.msd", description=__doc__.splitlines()[0])
-    parser.add_argument("--task-dir", required=True, help="MSD task folder (imagesTr/, labelsTr/, dataset.json)")
-    add_common_arguments(parser)
-    args = parser.parse_args(argv)
-    configure_logging()
-    try:
-        datalist = build_msd_datalist(args.task_dir, **common_kwargs(args))
-    except DataError as exc:
-        logger.error("%s", exc)
-        return 1
-    counts = ", ".join(f"{k} {len(datalist[k])}" for k in SECTIONS)
-    logger.info("wrote %s (%s)", args.output, counts)
-    return 0
+    """Command line: ``python -m data_manifests.msd --task-dir DIR --output FILE.json``.
+
+    Only a :class:`DataError` gives exit status 1; invalid fractions raise (a traceback), as they always have.
+    """
+
+    def report(datalist: dict, args: argparse.Namespace) -> None:
+        logger.info("wrote %s (%s)", args.output, ", ".join(f"{k} {len(datalist[k])}" for k in SECTIONS))
+
+    return run_command_line(
+        argv,
+        module="data_manifests.msd",
+        doc=__doc__,
+        build=build_msd_datalist,
+        source=Option("--task-dir", help="MSD task folder (imagesTr/, labelsTr/, dataset.json)"),
+        logger=logger,
+        errors=DataError,
+        on_success=report,
+    )
 
 
 if __name__ == "__main__":
