@@ -1,0 +1,74 @@
+"""The users' own commands, exactly as the README writes them: ``python -m monai.bundle run --config_file
+bundles/liver/<stage>.yaml`` for train, train_classifier, evaluate and inference, each in a fresh process from the
+repo root, on a tiny phantom task (the ids a user would override to shrink a run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import nibabel as nib
+import numpy as np
+import pytest
+
+from pipelines.workflows import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def _arguments(overrides: dict) -> list[str]:
+    args = []
+    for key, value in overrides.items():
+        args += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
+    return args
+
+
+def _bundle_run(stage: str, overrides: dict) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"bundles/liver/{stage}.yaml"]
+    result = subprocess.run(
+        command + _arguments(overrides),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
+    )
+    assert result.returncode == 0, f"{stage} failed:\n{result.stderr[-4000:]}"
+    return result
+
+
+def test_train_evaluate_and_inference_run_from_the_literal_commands(tiny_liver_task, shrink_overrides, tmp_path):
+    task, datalist = tiny_liver_task
+    out = tmp_path / "runs"
+    overrides = shrink_overrides(task, datalist, out)
+    classifier = {"classifier_image_size": [32, 32], "slices_per_volume": 4}
+
+    _bundle_run("train", overrides)
+    _bundle_run("train_classifier", {**overrides, **classifier, "batch_size": 1})
+    _bundle_run("evaluate", overrides)
+    test_case = json.loads(datalist.read_text())["test"][0]["image"]
+    scan = task / test_case
+    _bundle_run("inference", {**overrides, **classifier, "input_path": str(scan)})
+
+    models = out / "models"
+    assert (models / "model.pt").is_file() and (models / "classifier.pt").is_file()
+    metrics = (out / "eval" / "metrics.csv").read_text()
+    assert "test_mean_dice" in metrics
+    assert (out / "eval" / "report.html").is_file()
+    # the mask has the scan's own grid, and the cascade reported its slabs
+    name = scan.name.removesuffix(".nii.gz")
+    mask, image = nib.load(out / "predictions" / f"{name}_seg.nii.gz"), nib.load(scan)
+    assert mask.shape == image.shape and np.allclose(mask.affine, image.affine, atol=1e-4)
+    assert set(np.unique(np.asarray(mask.dataobj))) <= {0, 1, 2}
+    assert (out / "reports" / f"{name}_cascade.json").is_file()
+
+    # every stage logged an MLflow run that ended FINISHED
+    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
+    runs = mlflow.search_runs(search_all_experiments=True)
+    names = sorted(runs["tags.mlflow.runName"].str.rsplit("_", n=2).str[0])
+    assert names == ["evaluate", "inference", "train", "train_classifier"]
+    assert set(runs["status"]) == {"FINISHED"}
