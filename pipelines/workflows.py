@@ -54,7 +54,6 @@ class Workflow:
         name: short name used on the command line (``liver``).
         description: one line for ``--help`` and the README.
         modality: imaging modality of the input (``CT``, ``MR``, ``CXR``).
-        classes: label names indexed by label value, background first.
         default_data: folder (relative to the repo root) holding the embedded default dataset.
         default_datalist: datalist (relative to the repo root) over the default dataset.
         data_generator: dotted name of ``f(out_dir, num_cases=, seed=) -> Path`` writing the default data.
@@ -70,7 +69,6 @@ class Workflow:
     name: str
     description: str
     modality: str
-    classes: tuple[str, ...]
     default_data: str
     default_datalist: str
     data_generator: str
@@ -86,6 +84,15 @@ class Workflow:
     def bundle_dir(self) -> Path:
         """Absolute path of the bundle folder."""
         return REPO_ROOT / "bundles" / (self.bundle or self.name)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Label names by class index, background first: ``class_names`` of the bundle's common config (its one
+        source), read as plain YAML so that commands which never load MONAI can list them."""
+        import yaml
+
+        common = self.bundle_dir / "configs" / f"common{self.config_suffix}.yaml"
+        return tuple(yaml.safe_load(common.read_text(encoding="utf-8"))["class_names"])
 
     @property
     def composed_stages(self) -> tuple[str, ...]:
@@ -137,7 +144,6 @@ WORKFLOWS: dict[str, Workflow] = {
         name="liver",
         description="Liver and liver tumour segmentation in abdominal CT (3D U-Net).",
         modality="CT",
-        classes=("background", "liver", "tumour"),
         default_data="data/Task03_Liver_phantom",
         default_datalist="data_manifests/liver_phantom.json",
         data_generator="pipelines.phantoms.liver_ct.write_liver_phantom_task",
@@ -147,7 +153,6 @@ WORKFLOWS: dict[str, Workflow] = {
         name="lung",
         description="Lung lesion (COVID-19 infection, nodule) segmentation in chest CT (3D U-Net).",
         modality="CT",
-        classes=("background", "lesion"),
         default_data="data/COVID-19-20_phantom",
         default_datalist="data_manifests/lung_phantom.json",
         data_generator="pipelines.phantoms.lung_ct.write_lung_ct_phantom_task",
@@ -157,7 +162,6 @@ WORKFLOWS: dict[str, Workflow] = {
         name="brain",
         description="Glioma sub-region segmentation in multi-sequence brain MRI (FLAIR, T1, T1ce, T2; 3D U-Net).",
         modality="MR",
-        classes=("background", "necrotic core", "oedema", "enhancing tumour"),
         default_data="data/BraTS_phantom",
         default_datalist="data_manifests/brain_phantom.json",
         data_generator="pipelines.phantoms.brain_mr.write_brain_phantom_task",
@@ -172,7 +176,6 @@ WORKFLOWS: dict[str, Workflow] = {
         description="Chest X-ray: COVID / normal / lung opacity / viral pneumonia classification and 2D lung "
         "segmentation.",
         modality="CXR",
-        classes=("background", "lung"),
         default_data="data/COVID-19_Radiography_phantom",
         default_datalist="data_manifests/chest_xray_phantom.json",
         data_generator="pipelines.phantoms.chest_xray.write_default_dataset",
