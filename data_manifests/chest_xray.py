@@ -32,7 +32,7 @@ import numpy as np
 
 from data_manifests.driver import BuildOptions, Option, run_command_line
 from data_manifests.splits import SECTIONS, finish_datalist, log_counts, split_by_patient
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 
 __all__ = ["MASK_FOLDERS", "SPLIT_FOLDERS", "find_chest_xray_images", "build_chest_xray_datalist", "main"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from data_manifests.driver import Option, build_from_cases, run_command_line
 from data_manifests.splits import is_hidden
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 
 __all__ = ["LABELS", "patient_of_case", "find_covid19_20_cases", "build_covid19_20_datalist", "main"]
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from data_manifests.driver import Option, build_from_cases, run_command_line
 from pipelines.io.atomic import atomic_write
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 
 __all__ = [
     "CHANNELS",

@@ -21,7 +21,8 @@ from typing import Any
 
 from data_manifests.driver import BuildOptions, Option, run_command_line
 from data_manifests.splits import SECTIONS, finish_datalist, log_counts, section_counts, split_by_patient, split_counts
-from pipelines.validation.checks import DataError, validate_datalist
+from pipelines.validation.checks import validate_datalist
+from pipelines.validation.errors import DataError
 
 __all__ = ["build_msd_datalist", "split_counts", "main"]
 

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 import numpy as np
 
 from pipelines.io.atomic import write_json_atomic
-from pipelines.validation.checks import DataError, validate_datalist
+from pipelines.validation.checks import validate_datalist
+from pipelines.validation.errors import DataError
 
 __all__ = [
     "SECTIONS",

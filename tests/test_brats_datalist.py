@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from data_manifests.brats import build_brats_datalist, main
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from tests.datalist_fixtures import (
     SECTIONS,
     assert_patient_level,

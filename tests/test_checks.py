@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from pipelines.validation.checks import DataError, check_pair, check_volume, main, validate_datalist
+from pipelines.validation.checks import main, validate_datalist
+from pipelines.validation.errors import DataError
+from pipelines.validation.volume_checks import check_pair, check_volume
 
 SHAPE = (12, 10, 6)
 AFFINE = np.diag([1.5, 1.5, 2.5, 1.0])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_manifests.chest_xray import build_chest_xray_datalist, main
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from tests.datalist_fixtures import SECTIONS, assert_patient_level, assert_written_and_resolvable, write_png
 
 CLASSES = {"COVID": 4, "Lung_Opacity": 3, "Normal": 5, "Viral Pneumonia": 3}  # class -> images

@@ -13,18 +13,19 @@ from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric
 from monai.engines import SupervisedEvaluator
 
-from pipelines.evaluation.classification_metrics import (
+from pipelines.evaluation.classification_metrics import SliceClassificationMetrics, metric_handlers
+from pipelines.evaluation.classification_outputs import (
+    read_slice_results_csv,
+    save_confusion_matrix_png,
+    write_slice_results_csv,
+)
+from pipelines.evaluation.classification_scores import (
     SCALAR_METRICS,
-    SliceClassificationMetrics,
     binary_metrics,
     binary_metrics_from_counts,
     confusion_matrix,
-    metric_handlers,
     multiclass_metrics,
-    read_slice_results_csv,
     roc_auc,
-    save_confusion_matrix_png,
-    write_slice_results_csv,
 )
 
 
@@ -307,7 +308,7 @@ def test_metrics_in_monai_supervised_evaluator(decollate):
 
 
 def test_thresholds_for_recall_by_hand():
-    from pipelines.evaluation.classification_metrics import thresholds_for_recall
+    from pipelines.evaluation.classification_scores import thresholds_for_recall
 
     # positives scored 0.9, 0.8, 0.4, 0.2: recall 0.5 needs 2 of 4 (threshold 0.8), 0.75 needs 3 (0.4), 1.0 all (0.2)
     labels = [1, 0, 1, 1, 0, 1, 0]

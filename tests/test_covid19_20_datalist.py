@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from data_manifests.covid19_20 import build_covid19_20_datalist, main, patient_of_case
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from tests.datalist_fixtures import (
     SECTIONS,
     assert_patient_level,

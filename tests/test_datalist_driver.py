@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from data_manifests.driver import BuildOptions, Option, build_from_cases, run_command_line
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from tests.datalist_fixtures import SECTIONS, assert_patient_level, write_label
 
 LOGGER = logging.getLogger("tests.driver")

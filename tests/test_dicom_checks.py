@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
-from pipelines.validation.checks import check_volume
 from pipelines.validation.dicom_checks import dicom_series_problems, find_slice_gaps, missing_slice_positions
+from pipelines.validation.volume_checks import check_volume
 
 ROWS, COLUMNS = 8, 10
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)

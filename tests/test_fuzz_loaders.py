@@ -1,7 +1,7 @@
 """A bounded fuzz run of the image loaders: mutated NIfTI / NRRD / MetaImage files give a clear error, never a crash.
 
 Each example corrupts a few bytes of a small valid file (and maybe truncates it), then reads it with the
-project's check (:func:`pipelines.validation.checks.check_volume`) and with the inference loading chain
+project's check (:func:`pipelines.validation.volume_checks.check_volume`) and with the inference loading chain
 (``LoadImaged`` and
 ``CheckVolumed`` inside :class:`pipelines.inference.robust_inference.GuardedDataset`). Either the file is usable, or the
 outcome is a problem / error that names the file. A watchdog ends the process if anything hangs.
@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from monai.transforms import Compose, LoadImaged
 
 from pipelines.inference.robust_inference import FAILED_KEY, SOURCE_KEY, GuardedDataset
-from pipelines.validation.checks import DataError, check_volume
+from pipelines.validation.errors import DataError
+from pipelines.validation.volume_checks import check_volume
 from transforms import CheckVolumed
 
 pytestmark = pytest.mark.fuzz

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from data_manifests.kaggle_3m import build_kaggle_3m_datalist, find_kaggle_3m_cases, main, patient_of_case
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from tests.datalist_fixtures import SECTIONS, assert_patient_level, assert_written_and_resolvable, write_tif
 
 H, W, N = 12, 10, 12  # rows, columns, slices: n = 1..12, so numeric and lexicographic order differ

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from data_manifests.lits import build_lits_datalist, main
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from tests.datalist_fixtures import (
     SECTIONS,
     assert_patient_level,

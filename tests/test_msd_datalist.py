@@ -11,7 +11,7 @@ from monai.data import load_decathlon_datalist
 
 from data_manifests.msd import build_msd_datalist, split_counts
 from pipelines.phantoms.liver_ct import write_liver_phantom_task
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TINY = (48, 48, 16)

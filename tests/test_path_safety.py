@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from pipelines.validation.path_safety import check_datalist_paths, is_inside, resolve_inside
 
 

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.inference.slabs import covered_slices, select_slabs, slab_mask, smooth_probabilities
-from pipelines.validation.checks import check_pair
+from pipelines.validation.volume_checks import check_pair
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FILE_SETTINGS = settings(

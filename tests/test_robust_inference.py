@@ -23,7 +23,7 @@ from pipelines.inference.robust_inference import (
     failed_cases,
     inference_inputs,
 )
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 
 
 def _volume(path, shape=(8, 8, 4), dtype=np.int16):

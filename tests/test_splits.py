@@ -22,7 +22,7 @@ from data_manifests.splits import (
     split_by_patient,
     split_counts,
 )
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from tests.datalist_fixtures import SECTIONS, assert_patient_level, write_label, write_nifti, write_png
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImaged
 from PIL import Image
 
-from pipelines.evaluation.classification_metrics import roc_auc
+from pipelines.evaluation.classification_scores import roc_auc
 from pipelines.evaluation.multiclass_metrics import (
     MulticlassClassificationMetrics,
     metric_key,
@@ -24,9 +24,9 @@ from pipelines.evaluation.multiclass_metrics import (
     one_vs_rest_roc_auc,
 )
 from pipelines.models.classifiers import build_slice_classifier
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
+from pipelines.xray.classifier_results import ClassificationResultsSaver
 from pipelines.xray.radiographs import (
-    ClassificationResultsSaver,
     PrepareClassBatch,
     check_radiograph,
     class_weights,

@@ -9,7 +9,7 @@ from monai.data import MetaTensor
 from monai.transforms import LoadImage, MapTransform, Transform
 from monai.utils import TransformBackends
 
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 
 __all__ = ["ReloadFromSource", "ReloadFromSourced"]
 

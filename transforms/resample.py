@@ -21,7 +21,7 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 
 __all__ = ["ResampleToSource", "ResampleToSourced", "source_geometry"]
 

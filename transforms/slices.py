@@ -29,7 +29,7 @@ from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.transforms.traits import MultiSampleTrait
 from monai.utils import TransformBackends, convert_to_tensor, ensure_tuple, ensure_tuple_rep
 
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 
 __all__ = [
     "SliceLabels",

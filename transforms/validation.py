@@ -14,7 +14,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
-from pipelines.validation.checks import DataError, intensity_problems
+from pipelines.validation.errors import DataError
+from pipelines.validation.volume_checks import intensity_problems
 
 __all__ = ["CheckVolume", "CheckVolumed"]
 
@@ -35,7 +36,8 @@ class CheckVolume(Transform):
         spatial_dims: expected number of spatial dimensions (3 for a CT volume, 2 for a radiograph).
         value_range: optional ``(low, high)`` outside which any voxel is an error (for example HU in CT).
         allow_non_finite: accept NaN and infinite voxels.
-        modality: check that the intensities fit the modality (:func:`pipelines.validation.checks.intensity_problems`):
+        modality: check that the intensities fit the modality
+            (:func:`pipelines.validation.volume_checks.intensity_problems`):
             ``"CT"``: Hounsfield units (air near -1000, body within about [-1100, 4000]); any: not constant. Place
             it before any intensity scaling. None skips this check.
 

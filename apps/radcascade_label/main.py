@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from lib.bundles import AppConf, BundleInfo, as_bool
+from lib.bundles import AppConf, BundleInfo
 from lib.infers import BundleSegmentation
 from lib.trainers import BundleTrainer
 from monailabel.interfaces.app import MONAILabelApp
@@ -28,6 +28,8 @@ from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
 from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
+
+from pipelines.validation.path_safety import as_bool
 
 logger = logging.getLogger(__name__)
 

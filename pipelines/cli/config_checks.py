@@ -23,7 +23,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipelines.validation.checks import DataError, check_volume, validate_datalist
+from pipelines.validation.checks import validate_datalist
+from pipelines.validation.errors import DataError
+from pipelines.validation.volume_checks import check_volume
 from pipelines.workflows import REPO_ROOT, Workflow, get_workflow
 
 __all__ = [

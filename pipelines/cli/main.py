@@ -23,7 +23,7 @@ import yaml
 
 from pipelines.cli.config_checks import check_overrides, load_stage_config, validate_workflow
 from pipelines.runner import run_stage
-from pipelines.validation.checks import find_data_error
+from pipelines.validation.errors import find_data_error
 from pipelines.workflows import REPO_ROOT, STAGES, WORKFLOWS, get_workflow, prepare_default_data
 
 __all__ = [

@@ -5,7 +5,7 @@ process: the project cannot wrap it. Each stage's ``initialize`` therefore start
 
 * under ``python -m monai.bundle run``, checks the ``--id value`` overrides against the stage file (an unknown id
   gets "did you mean ...", a value of the wrong type is named) and makes the project's input errors
-  (:class:`pipelines.validation.checks.DataError`, :class:`pipelines.cli.config_checks.ConfigOverrideError`),
+  (:class:`pipelines.validation.errors.DataError`, :class:`pipelines.cli.config_checks.ConfigOverrideError`),
   raised there or later, print as their own lines instead of a traceback from inside ``monai.bundle``;
 * checks that the weights a stage reads exist (a bundle folder without ``models/model.pt``) and that the input
   path of an inference exists, naming the file and what to do.
@@ -81,7 +81,7 @@ def command_line_overrides(argv: Sequence[str]) -> tuple[list[str], dict]:
 def _print_input_errors() -> None:
     """Make the project's input errors print as their own lines, without a traceback (this process only)."""
     from pipelines.cli.config_checks import ConfigOverrideError
-    from pipelines.validation.checks import DataError
+    from pipelines.validation.errors import DataError
 
     previous = sys.excepthook
 
@@ -98,10 +98,13 @@ def _print_input_errors() -> None:
     sys.excepthook = hook
 
 
-def _check_command_line(argv: Sequence[str]) -> None:
+def _check_command_line(argv: Sequence[str], workflow: str) -> None:
+    """Check the overrides of a ``monai.bundle run`` command line against its config files; ids that only the
+    workflow's other stages define are accepted with a warning (one set of overrides may serve every stage)."""
     from monai.bundle import ConfigParser
 
     from pipelines.cli.config_checks import ConfigOverrideError, check_overrides
+    from pipelines.workflows import get_workflow
 
     files, overrides = command_line_overrides(argv)
     if not overrides or not files:
@@ -110,8 +113,14 @@ def _check_command_line(argv: Sequence[str]) -> None:
         return
     parser = ConfigParser()
     parser.read_config(files)
+    definition = get_workflow(workflow)
+    others = []
+    for other in definition.composed_stages:
+        other_parser = ConfigParser()
+        other_parser.read_config(definition.config_files(other))
+        others.append(other_parser)
     try:
-        check_overrides([parser], overrides, where=", ".join(files))
+        check_overrides([parser], overrides, where=", ".join(files), elsewhere=others)
     except ConfigOverrideError as error:  # its hint names radcascade's --set-new; this command has no such option
         hint = re.compile(r"\(use --set-new (\S+)=\.\.\. to add an id on purpose\)")
         raise ConfigOverrideError(
@@ -143,7 +152,7 @@ def check_stage(
 
     if under_bundle_run():
         _print_input_errors()
-        _check_command_line(sys.argv)
+        _check_command_line(sys.argv, workflow)
     problems = []
     for id_, path in (weights or {}).items():
         if path is not None and not Path(path).is_file():
@@ -161,6 +170,6 @@ def check_stage(
                 "of them, or a datalist)"
             )
     if problems:
-        from pipelines.validation.checks import DataError
+        from pipelines.validation.errors import DataError
 
         raise DataError(problems)

@@ -7,6 +7,8 @@ from pipelines._lazy import lazy_getattr
 
 _SUBMODULES = (
     "classification_metrics",
+    "classification_outputs",
+    "classification_scores",
     "metrics",
     "multiclass_metrics",
 )

@@ -1,7 +1,7 @@
 """Multi-class classification metrics (K >= 2 classes): a numpy report and ignite metrics for MONAI engines.
 
 :func:`multiclass_report` scores class probabilities against class indices: accuracy, per-class and macro
-precision, recall and F1 (from :func:`pipelines.evaluation.classification_metrics.multiclass_metrics`), per-class
+precision, recall and F1 (from :func:`pipelines.evaluation.classification_scores.multiclass_metrics`), per-class
 one-vs-rest ROC AUC and their macro average, and the confusion matrix. During training the same numbers come
 from ignite metrics attached to a ``SupervisedEvaluator``::
 
@@ -22,7 +22,7 @@ import torch
 from ignite.exceptions import NotComputableError
 from ignite.metrics import Metric, MetricsLambda
 
-from pipelines.evaluation.classification_metrics import multiclass_metrics, roc_auc
+from pipelines.evaluation.classification_scores import multiclass_metrics, roc_auc
 
 __all__ = [
     "metric_key",

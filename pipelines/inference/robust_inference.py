@@ -3,8 +3,8 @@
 Three guards, each catching what the one before cannot:
 
 1. :func:`inference_inputs` lists the cases and checks each input before the loop (a header read per file with
-   :func:`pipelines.validation.checks.check_volume`: missing, empty or unreadable files, 2D instead of 3D, zero-sized
-   dimensions) and, for a datalist, that its paths stay inside the dataset root; bad cases are dropped.
+   :func:`pipelines.validation.volume_checks.check_volume`: missing, empty or unreadable files, 2D instead of 3D,
+   zero-sized dimensions) and, for a datalist, that its paths stay inside the dataset root; bad cases are dropped.
 2. :class:`GuardedDataset` turns an error while loading or preprocessing a case (a truncated file whose header
    was fine, a failed ``CheckVolumed``) into a marked item instead of an exception.
 3. :class:`RobustEvaluator` skips marked items, and catches the errors of one case's inference and
@@ -28,8 +28,9 @@ from monai.engines import SupervisedEvaluator
 
 from pipelines.io.atomic import write_json_atomic
 from pipelines.io.inputs import case_name, list_inference_inputs
-from pipelines.validation.checks import DataError, check_volume, find_data_error
+from pipelines.validation.errors import DataError, find_data_error
 from pipelines.validation.path_safety import as_bool, resolve_inside
+from pipelines.validation.volume_checks import check_volume
 
 __all__ = [
     "FAILED_KEY",

@@ -7,8 +7,15 @@ from pipelines._lazy import lazy_getattr
 
 _SUBMODULES = (
     "brain_mr",
+    "brain_mr_anatomy",
     "chest_xray",
+    "chest_xray_anatomy",
+    "common",
     "liver_ct",
+    "liver_ct_anatomy",
     "lung_ct",
+    "lung_ct_anatomy",
+    "lung_ct_lesions",
+    "lung_ct_tubes",
 )
 __getattr__ = lazy_getattr(__name__, _SUBMODULES)

@@ -27,11 +27,21 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-from pipelines.io.atomic import atomic_write, write_json_atomic
+from pipelines.io.atomic import write_json_atomic
+from pipelines.phantoms.common import (
+    AIR_HU,
+    case_seed,
+    ellipsoid_radius,
+    listed_files_exist,
+    paint,
+    save_nifti,
+    smooth_field,
+    superellipse,
+)
+from pipelines.phantoms.liver_ct_anatomy import add_tumours, draw_ribs, keep_largest_component
 
 __all__ = ["make_liver_ct_phantom", "write_liver_phantom_task", "main"]
 
@@ -40,55 +50,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_SHAPE = (224, 224, 64)
 DEFAULT_SPACING = (1.6, 1.6, 2.5)
 LABELS = {"0": "background", "1": "liver", "2": "cancer"}
-AIR_HU = -1000.0
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# small geometry helpers (all coordinates in mm, broadcastable grids of shape (nx,1,1), (1,ny,1), (1,1,nz))
-# ---------------------------------------------------------------------------------------------------------------
-def _smooth_field(rng: np.random.Generator, shape: Sequence[int], ctrl: Sequence[int]) -> np.ndarray:
-    """Smooth random field of ``shape`` with unit standard deviation, from a coarse grid of ``ctrl`` points.
-
-    The coarse Gaussian noise is interpolated with separable Gaussian kernels, which is much cheaper than
-    filtering a full-size volume and gives an infinitely smooth result.
-    """
-    coarse = rng.standard_normal(tuple(ctrl)).astype(np.float32)
-    mats = []
-    for n, c in zip(shape, ctrl, strict=True):
-        pos = np.linspace(0.0, c - 1.0, n, dtype=np.float32)[:, None]
-        w = np.exp(-0.5 * ((pos - np.arange(c, dtype=np.float32)[None, :]) / 0.8) ** 2)
-        mats.append(w / w.sum(axis=1, keepdims=True))
-    field = np.tensordot(mats[0], coarse, axes=1)  # (nx, cy, cz)
-    field = np.matmul(mats[1], field)  # (nx, ny, cz)
-    field = np.matmul(field, mats[2].T)  # (nx, ny, nz)
-    field -= field.mean()
-    field /= field.std() + 1e-6
-    return field.astype(np.float32, copy=False)
-
-
-def _ellipsoid_radius(x, y, z, center, radii, angle: float = 0.0) -> np.ndarray:
-    """Normalised ellipsoid radius (<1 inside); ``angle`` rotates the axial (x, y) axes, in radians."""
-    dx, dy = x - center[0], y - center[1]
-    if angle:
-        c, s = np.cos(angle), np.sin(angle)
-        dx, dy = c * dx + s * dy, -s * dx + c * dy
-    r2 = (dx / radii[0]) ** 2 + (dy / radii[1]) ** 2
-    if z is not None:
-        r2 = r2 + ((z - center[2]) / radii[2]) ** 2
-    return np.sqrt(r2)
-
-
-def _superellipse(x, y, center, a, b, p: float = 2.4) -> np.ndarray:
-    """Normalised super-ellipse radius in the axial plane (``a``, ``b`` may vary along z)."""
-    return (np.abs((x - center[0]) / a) ** p + np.abs((y - center[1]) / b) ** p) ** (1.0 / p)
-
-
-def _paint(img: np.ndarray, mask: np.ndarray, value) -> None:
-    """Set ``img[mask] = value`` where ``value`` is a scalar or an array broadcastable to ``img``."""
-    if np.isscalar(value):
-        img[mask] = value
-    else:
-        img[mask] = np.broadcast_to(value, img.shape)[mask]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,54 +124,54 @@ def make_liver_ct_phantom(
     b_z = half_ap * (1 + 0.5 * taper * (zf - 0.5))
     fat_t = rng.uniform(8, 30) * u
     muscle_t = rng.uniform(6, 12) * u
-    body_r = _superellipse(x, y, (cx, cy), a_z, b_z)
+    body_r = superellipse(x, y, (cx, cy), a_z, b_z)
     body = body_r < 1.0
-    wall = _superellipse(x, y, (cx, cy), a_z - fat_t, b_z - fat_t) < 1.0
-    inner = _superellipse(x, y, (cx, cy), a_z - fat_t - muscle_t, b_z - fat_t - muscle_t) < 1.0
+    wall = superellipse(x, y, (cx, cy), a_z - fat_t, b_z - fat_t) < 1.0
+    inner = superellipse(x, y, (cx, cy), a_z - fat_t - muscle_t, b_z - fat_t - muscle_t) < 1.0
 
     contrast = rng.uniform(0.0, 1.0)  # 0 = non-contrast, 1 = strong portal-venous enhancement
     fat_hu = rng.uniform(-115, -85)
     muscle_hu = rng.uniform(42, 55)
     img = np.full(full, AIR_HU, dtype=np.float32)
-    _paint(img, body, fat_hu)
-    _paint(img, wall & body, muscle_hu)
+    paint(img, body, fat_hu)
+    paint(img, wall & body, muscle_hu)
     soft_hu = rng.uniform(25, 45)
-    _paint(img, inner & wall & body, soft_hu)
+    paint(img, inner & wall & body, soft_hu)
     # bowel loops separated by mesenteric fat (fat where a medium-frequency field crosses zero), and fatty regions
-    loops = np.abs(_smooth_field(rng, full, (16, 16, 8))) < rng.uniform(0.15, 0.35)
-    fatty = _smooth_field(rng, full, (8, 8, 4)) > rng.uniform(0.5, 1.5)
-    _paint(img, inner & (loops | fatty), fat_hu + 10)
+    loops = np.abs(smooth_field(rng, full, (16, 16, 8))) < rng.uniform(0.15, 0.35)
+    fatty = smooth_field(rng, full, (8, 8, 4)) > rng.uniform(0.5, 1.5)
+    paint(img, inner & (loops | fatty), fat_hu + 10)
 
     # ---- spine: vertebral body, discs, canal, posterior arch, paraspinal muscles ------------------------------
     vb_c = (cx + rng.uniform(-4, 4) * u, cy - half_ap + fat_t + rng.uniform(45, 60) * u)
     vb_r = (rng.uniform(17, 22) * u, rng.uniform(14, 18) * u)
     cort = max(2.5 * u, 0.8 * min(sx, sy))
-    vb_rad = _ellipsoid_radius(x, y, None, vb_c, vb_r)
+    vb_rad = ellipsoid_radius(x, y, None, vb_c, vb_r)
     vb = np.broadcast_to(vb_rad < 1.0, full)
     disc_period = rng.uniform(28, 34) * u
     disc = ((zmm + rng.uniform(0, disc_period)) % disc_period) < max(5.0 * u, sz * 0.6)
     canal_c = (vb_c[0], vb_c[1] - vb_r[1] - 9 * u)
-    canal_rad = _ellipsoid_radius(x, y, None, canal_c, (9 * u, 8 * u))
+    canal_rad = ellipsoid_radius(x, y, None, canal_c, (9 * u, 8 * u))
     arch = (canal_rad < 1.6) & ~(canal_rad < 1.0)
-    spinous = _ellipsoid_radius(x, y, None, (canal_c[0], canal_c[1] - 26 * u), (5 * u, 20 * u)) < 1.0
+    spinous = ellipsoid_radius(x, y, None, (canal_c[0], canal_c[1] - 26 * u), (5 * u, 20 * u)) < 1.0
     for side in (-1, 1):
-        para = _ellipsoid_radius(x, y, None, (canal_c[0] + side * 30 * u, canal_c[1] - 12 * u), (22 * u, 18 * u))
-        _paint(img, np.broadcast_to(para < 1.0, full) & body, muscle_hu)
+        para = ellipsoid_radius(x, y, None, (canal_c[0] + side * 30 * u, canal_c[1] - 12 * u), (22 * u, 18 * u))
+        paint(img, np.broadcast_to(para < 1.0, full) & body, muscle_hu)
     cortical_hu, cancellous_hu = rng.uniform(700, 900), rng.uniform(180, 280)
     bone_arch = np.broadcast_to(arch | spinous, full) & body
-    _paint(img, bone_arch, cortical_hu)
-    _paint(img, np.broadcast_to(canal_rad < 1.0, full), rng.uniform(15, 30))
-    _paint(img, vb, cortical_hu)
-    _paint(img, vb & np.broadcast_to(vb_rad < 1.0 - cort / min(vb_r), full), cancellous_hu)
-    _paint(img, vb & disc, rng.uniform(70, 100))
+    paint(img, bone_arch, cortical_hu)
+    paint(img, np.broadcast_to(canal_rad < 1.0, full), rng.uniform(15, 30))
+    paint(img, vb, cortical_hu)
+    paint(img, vb & np.broadcast_to(vb_rad < 1.0 - cort / min(vb_r), full), cancellous_hu)
+    paint(img, vb & disc, rng.uniform(70, 100))
     spine = vb | bone_arch | np.broadcast_to(canal_rad < 1.0, full)
 
     # ---- great vessels -----------------------------------------------------------------------------------------
     ao_r = rng.uniform(9, 13) * u
     ao_c = (vb_c[0] + rng.uniform(8, 18) * u, vb_c[1] + vb_r[1] + ao_r + rng.uniform(1, 4) * u)
-    aorta = np.broadcast_to(_ellipsoid_radius(x, y, None, ao_c, (ao_r, ao_r)) < 1.0, full)
+    aorta = np.broadcast_to(ellipsoid_radius(x, y, None, ao_c, (ao_r, ao_r)) < 1.0, full)
     ivc_c = (vb_c[0] - rng.uniform(20, 28) * u, vb_c[1] + vb_r[1] + rng.uniform(6, 12) * u)
-    ivc = np.broadcast_to(_ellipsoid_radius(x, y, None, ivc_c, (12 * u, 8 * u)) < 1.0, full)
+    ivc = np.broadcast_to(ellipsoid_radius(x, y, None, ivc_c, (12 * u, 8 * u)) < 1.0, full)
     vessels = aorta | ivc
 
     # ---- kidneys (right one lower), spleen, stomach, bowel gas, lung bases -----------------------------------
@@ -220,7 +181,7 @@ def make_liver_ct_phantom(
     for side, zc in ((-1, rng.uniform(0.15, 0.35)), (1, rng.uniform(0.3, 0.45))):
         kc = (vb_c[0] + side * rng.uniform(55, 68) * u, vb_c[1] + rng.uniform(-2, 8) * u, zc)
         radii = (rng.uniform(20, 26) * u, rng.uniform(25, 32) * u, rng.uniform(0.22, 0.3))
-        k_rad = _ellipsoid_radius(x, y, zf, kc, radii, angle=side * rng.uniform(0.3, 0.6))
+        k_rad = ellipsoid_radius(x, y, zf, kc, radii, angle=side * rng.uniform(0.3, 0.6))
         kidney = (k_rad < 1.0) & inner
         # perirenal and posterior pararenal fat: the renal fossa, open to the back wall; the liver never enters it
         ry = np.where(y < kc[1], 3.5 * radii[1], 1.25 * radii[1])  # elongated posteriorly, up to the back wall
@@ -228,42 +189,42 @@ def make_liver_ct_phantom(
         fossa = (fossa_r2 + ((zf - zc) / (1.2 * radii[2])) ** 2 < 1.0) & inner
         kidneys |= kidney
         fossae |= fossa
-        _paint(img, fossa, fat_hu + 5)
-        _paint(img, kidney, kidney_hu)
-        _paint(img, kidney & (k_rad < 0.45), fat_hu + 20)  # renal sinus fat
+        paint(img, fossa, fat_hu + 5)
+        paint(img, kidney, kidney_hu)
+        paint(img, kidney & (k_rad < 0.45), fat_hu + 20)  # renal sinus fat
 
     spleen_c = (cx + 0.58 * half_w, cy - 0.3 * half_ap, rng.uniform(0.7, 0.85))
-    spleen_rad = _ellipsoid_radius(
+    spleen_rad = ellipsoid_radius(
         x, y, zf, spleen_c, (0.16 * half_w, 0.32 * half_ap, rng.uniform(0.15, 0.25)), angle=-0.5
     )
     spleen = (spleen_rad < 1.0) & inner
-    _paint(img, spleen, 45 + 70 * contrast)
+    paint(img, spleen, 45 + 70 * contrast)
 
     st_c = (cx + 0.35 * half_w, cy + 0.2 * half_ap, rng.uniform(0.65, 0.8))
     st_r = (0.24 * half_w, 0.3 * half_ap, rng.uniform(0.15, 0.22))
-    stomach = (_ellipsoid_radius(x, y, zf, st_c, st_r) < 1.0) & inner
-    _paint(img, stomach, rng.uniform(5, 25))
+    stomach = (ellipsoid_radius(x, y, zf, st_c, st_r) < 1.0) & inner
+    paint(img, stomach, rng.uniform(5, 25))
     gas_level = st_c[1] + st_r[1] * rng.uniform(-0.2, 1.1)  # above 1.0 * radius: collapsed, no gas
-    _paint(img, stomach & np.broadcast_to(y > gas_level, full), rng.uniform(-1000, -900))
+    paint(img, stomach & np.broadcast_to(y > gas_level, full), rng.uniform(-1000, -900))
 
     for _ in range(int(rng.integers(3, 10))):
         gc = (cx + rng.uniform(-0.6, 0.6) * half_w, cy + rng.uniform(-0.1, 0.6) * half_ap, rng.uniform(0.0, 0.5))
         gr = (rng.uniform(5, 18) * u, rng.uniform(4, 12) * u, rng.uniform(0.03, 0.12))
-        pocket = (_ellipsoid_radius(x, y, zf, gc, gr, angle=rng.uniform(0, np.pi)) < 1.0) & inner
-        _paint(img, pocket, rng.uniform(-1000, -800))
+        pocket = (ellipsoid_radius(x, y, zf, gc, gr, angle=rng.uniform(0, np.pi)) < 1.0) & inner
+        paint(img, pocket, rng.uniform(-1000, -800))
 
     lungs = np.zeros(full, dtype=bool)
     lung_start = rng.uniform(0.82, 0.95)
     grow = np.clip((zf - lung_start) / (1.0 - lung_start + 1e-6), 0.0, 1.0)
     for side in (-1, 1):  # posterolateral costophrenic recesses, growing towards the top slices
         lc = (vb_c[0] + side * 0.42 * half_w, cy - 0.75 * half_ap)
-        lr = _ellipsoid_radius(x, y, None, lc, (0.36 * half_w, 0.5 * half_ap), angle=-side * 0.5)
+        lr = ellipsoid_radius(x, y, None, lc, (0.36 * half_w, 0.5 * half_ap), angle=-side * 0.5)
         lungs |= (lr < grow) & inner & (grow > 0)
-    _paint(img, lungs, rng.uniform(-880, -820))
+    paint(img, lungs, rng.uniform(-880, -820))
 
     # ---- liver: right lobe + left lobe (smooth union), deformed by low-frequency noise -----------------------
     z_bot, z_top = rng.uniform(0.15, 0.35), rng.uniform(0.95, 1.12)
-    right = _ellipsoid_radius(
+    right = ellipsoid_radius(
         x,
         y,
         zf,
@@ -272,7 +233,7 @@ def make_liver_ct_phantom(
         angle=rng.uniform(-0.2, 0.2),
     )
     left_zc = rng.uniform(0.65, 0.85)
-    left = _ellipsoid_radius(
+    left = ellipsoid_radius(
         x,
         y,
         zf,
@@ -281,33 +242,33 @@ def make_liver_ct_phantom(
     )
     k = 0.08
     blend = -k * np.logaddexp(-right / k, -left / k)
-    blend += 0.12 * _smooth_field(rng, full, (6, 6, 5))
+    blend += 0.12 * smooth_field(rng, full, (6, 6, 5))
     liver = (blend < 1.0) & inner & ~(spine | vessels | kidneys | fossae | lungs)
     liver &= np.broadcast_to(zf >= z_bot, full)
     # fat of a renal fossa left as a hole in an axial slice of the liver (above the kidney pole) becomes liver
     in_plane = np.zeros((3, 3, 3), dtype=bool)
     in_plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
     liver |= ndimage.binary_fill_holes(liver, structure=in_plane) & fossae & ~(kidneys | vessels | spine)
-    _keep_largest_component(liver)
+    keep_largest_component(liver)
 
     liver_hu = rng.uniform(55, 70)
-    texture = 2.5 * _smooth_field(rng, full, (12, 12, 6))
-    _paint(img, liver, liver_hu + texture)
+    texture = 2.5 * smooth_field(rng, full, (12, 12, 6))
+    paint(img, liver, liver_hu + texture)
     # hepatic / portal vessels: tubes where two smooth fields are both near zero
-    ves = np.abs(_smooth_field(rng, full, (14, 14, 7))) < 0.12
-    ves &= np.abs(_smooth_field(rng, full, (14, 14, 7))) < 0.12
-    _paint(img, liver & ves, liver_hu + (-15 + 60 * contrast))
+    ves = np.abs(smooth_field(rng, full, (14, 14, 7))) < 0.12
+    ves &= np.abs(smooth_field(rng, full, (14, 14, 7))) < 0.12
+    paint(img, liver & ves, liver_hu + (-15 + 60 * contrast))
 
     label = np.zeros(full, dtype=np.uint8)
     label[liver] = 1
-    _add_tumours(rng, img, label, liver, (x, y, zmm), spacing, u, liver_hu)
+    add_tumours(rng, img, label, liver, (x, y, zmm), spacing, u, liver_hu)
 
     # ---- vessels, ribs painted last (outside the liver label) --------------------------------------------------
-    _paint(img, aorta & body, 45 + 105 * contrast)
-    _paint(img, ivc & body & ~aorta, 40 + 80 * contrast)
-    ribs = _ribs(rng, x, y, zf, (cx, cy), a_z - fat_t - 0.5 * muscle_t, b_z - fat_t - 0.5 * muscle_t, u, full)
+    paint(img, aorta & body, 45 + 105 * contrast)
+    paint(img, ivc & body & ~aorta, 40 + 80 * contrast)
+    ribs = draw_ribs(rng, x, y, zf, (cx, cy), a_z - fat_t - 0.5 * muscle_t, b_z - fat_t - 0.5 * muscle_t, u, full)
     ribs &= ~(label > 0)
-    _paint(img, ribs, rng.uniform(450, 750))
+    paint(img, ribs, rng.uniform(450, 750))
 
     # ---- acquisition: partial volume blur, correlated noise, int16 --------------------------------------------
     blur = (0.6, 0.6, 0.6 * min(1.0, sx / sz))
@@ -326,97 +287,9 @@ def make_liver_ct_phantom(
     return image, label, affine
 
 
-def _keep_largest_component(mask: np.ndarray) -> None:
-    """Keep only the largest 6-connected component of ``mask`` (in place)."""
-    lab, n = ndimage.label(mask)
-    if n > 1:
-        sizes = np.bincount(lab.ravel())
-        sizes[0] = 0
-        mask &= lab == int(np.argmax(sizes))
-
-
-def _add_tumours(rng, img, label, liver, grids, spacing, u, liver_hu) -> None:
-    """Paint 0-4 tumours inside ``liver`` into ``img`` and mark them 2 in ``label``."""
-    n_tumours = int(rng.choice(5, p=[0.12, 0.34, 0.24, 0.18, 0.12]))
-    idx = np.argwhere(liver)
-    if n_tumours == 0 or len(idx) == 0:
-        return
-    x, y, zmm = grids
-    min_r = 1.6 * max(spacing[0], spacing[1])
-    for _ in range(n_tumours):
-        radius = max(rng.uniform(5, 30) * u, min_r)
-        radii = radius * rng.uniform(0.8, 1.2, size=3)
-        hyper = rng.random() < 0.2
-        delta = rng.uniform(15, 40) if hyper else -rng.uniform(15, 40)
-        for _attempt in range(10):
-            i, j, k = idx[rng.integers(len(idx))]
-            half = [int(np.ceil(1.3 * r / s)) + 1 for r, s in zip(radii, spacing, strict=True)]
-            lo = [max(0, c - h) for c, h in zip((i, j, k), half, strict=True)]
-            hi = [min(n, c + h + 1) for c, h, n in zip((i, j, k), half, liver.shape, strict=True)]
-            box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-            bshape = tuple(b - a for a, b in zip(lo, hi, strict=True))
-            rad = _ellipsoid_radius(
-                x[box[0]],
-                y[:, box[1]],
-                zmm[:, :, box[2]],
-                (x[i, 0, 0], y[0, j, 0], zmm[0, 0, k]),
-                radii,
-                angle=rng.uniform(0, np.pi),
-            )
-            ctrl = tuple(max(2, min(4, n)) for n in bshape)
-            rad = rad + 0.12 * _smooth_field(rng, bshape, ctrl)
-            blob = rad < 1.0
-            inside = blob & liver[box]
-            clear = not (label[box][rad < 1.3] == 2).any()  # tumours do not touch each other
-            if clear and inside.sum() >= max(8, 0.5 * blob.sum()):
-                break
-        else:
-            continue
-        value = liver_hu + delta + 3.0 * _smooth_field(rng, bshape, ctrl)
-        if not hyper and radius > 15 * u and rng.random() < 0.5:
-            value = np.where(rad < 0.5, value - rng.uniform(10, 25), value)  # necrotic core
-        if delta < -25 and rng.random() < 0.3:
-            value = np.where(rad > 0.9, liver_hu + rng.uniform(5, 15), value)  # thin enhancing rim
-        sub = img[box]
-        sub[inside] = value[inside]
-        label[box][inside] = 2
-
-
-def _ribs(rng, x, y, zf, center, a, b, u, full) -> np.ndarray:
-    """Rib cross-sections: small bone ellipses along the body wall, appearing and vanishing along z."""
-    ribs = np.zeros(full, dtype=bool)
-    for side in (-1, 1):
-        for n in range(int(rng.integers(4, 7))):
-            if side == 1:
-                theta0 = np.deg2rad(rng.uniform(-100, 50) + 25 * n)
-            else:
-                theta0 = np.deg2rad(rng.uniform(130, 280) - 25 * n)
-            theta = theta0 + side * 0.6 * (zf - 0.5)
-            rc = (center[0] + a * np.cos(theta), center[1] + b * np.sin(theta))
-            r = np.sqrt(((x - rc[0]) / (5 * u)) ** 2 + ((y - rc[1]) / (5 * u)) ** 2)
-            phase = rng.uniform(0, 2 * np.pi)
-            present = (np.sin(2 * np.pi * zf * rng.uniform(2, 4) + phase) > 0.2) & (zf > rng.uniform(0.2, 0.5))
-            ribs |= (r < 1.0) & present
-    return ribs
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # writing an MSD-style task folder
 # ---------------------------------------------------------------------------------------------------------------
-def _case_seed(seed: int, index: int) -> int:
-    """Independent, reproducible seed of case ``index`` of a task generated with ``seed``."""
-    return int(np.random.SeedSequence([int(seed), int(index)]).generate_state(1)[0])
-
-
-def _save_nifti(array: np.ndarray, affine: np.ndarray, path: Path) -> None:
-    img = nib.Nifti1Image(array, affine)
-    img.header.set_data_dtype(array.dtype)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    atomic_write(path, lambda tmp: nib.save(img, tmp))
-
-
 def _task_is_complete(out_dir: Path, num_cases: int, params: dict) -> bool:
     """True when ``out_dir/dataset.json`` lists ``num_cases`` cases, made with ``params``, whose files exist."""
     ds_path = out_dir / "dataset.json"
@@ -430,19 +303,7 @@ def _task_is_complete(out_dir: Path, num_cases: int, params: dict) -> bool:
         return False
     if ds.get("phantom", params) != params:
         return False
-    return _listed_files_exist(out_dir, training)
-
-
-def _listed_files_exist(out_dir: Path, items: list) -> bool:
-    """True when every item is a dict whose ``image`` and ``label`` (relative to ``out_dir``) are non-empty files."""
-    for item in items:
-        if not isinstance(item, dict):
-            return False
-        for key in ("image", "label"):
-            p = out_dir / str(item.get(key, ""))
-            if not p.is_file() or p.stat().st_size == 0:
-                return False
-    return True
+    return listed_files_exist(out_dir, training)
 
 
 def write_liver_phantom_task(
@@ -493,9 +354,9 @@ def write_liver_phantom_task(
     training = []
     for i in range(int(num_cases)):
         name = f"liver_{i}.nii.gz"
-        image, label, affine = make_liver_ct_phantom(_case_seed(seed, i), shape=shape, spacing=spacing, z_range=z_range)
-        _save_nifti(image, affine, out_dir / "imagesTr" / name)
-        _save_nifti(label, affine, out_dir / "labelsTr" / name)
+        image, label, affine = make_liver_ct_phantom(case_seed(seed, i), shape=shape, spacing=spacing, z_range=z_range)
+        save_nifti(image, affine, out_dir / "imagesTr" / name)
+        save_nifti(label, affine, out_dir / "labelsTr" / name)
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
         logger.info("wrote phantom case %d/%d: %s (%d tumour voxels)", i + 1, num_cases, name, int((label == 2).sum()))
     dataset = {

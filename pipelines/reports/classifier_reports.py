@@ -14,13 +14,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from monai.visualize import GradCAM
 
-from pipelines.evaluation.classification_metrics import (
-    binary_metrics,
-    confusion_matrix,
-    save_confusion_matrix_png,
-    thresholds_for_recall,
-    write_slice_results_csv,
-)
+from pipelines.evaluation.classification_outputs import save_confusion_matrix_png, write_slice_results_csv
+from pipelines.evaluation.classification_scores import binary_metrics, confusion_matrix, thresholds_for_recall
 from pipelines.io.atomic import atomic_write, write_json_atomic
 from pipelines.io.inputs import case_name
 from pipelines.reports.overlays import axial_display

@@ -196,7 +196,7 @@ class TrainingCurvesHandler:
         output_path: the PNG to write.
         tracking_uri: MLflow tracking URI of the training.
         experiment_name: its experiment.
-        state: the training's :class:`pipelines.training.resume.TrainingState`, whose ``run_id`` names the run
+        state: the training's :class:`pipelines.training.training_state.TrainingState`, whose ``run_id`` names the run
             (default: the experiment's latest training run).
     """
 

@@ -6,9 +6,13 @@ Modules load on first attribute access (``pipelines.training.distributed``).
 from pipelines._lazy import lazy_getattr
 
 _SUBMODULES = (
+    "batch_digests",
     "distributed",
     "gradients",
+    "random_state",
+    "resumable_run",
     "resume",
     "tracking",
+    "training_state",
 )
 __getattr__ = lazy_getattr(__name__, _SUBMODULES)

@@ -19,50 +19,40 @@ generator, torch's CPU and CUDA generators, the ``R`` of every MONAI ``Randomiza
 transforms, and the DataLoader's own generators, so a resumed run draws the same crops, flips and shuffling as an
 uninterrupted one. What is not restored: the part of the epoch that was running when the process died (it is run
 again).
+
+:class:`TrainingState` is defined in :mod:`pipelines.training.training_state`, :class:`ResumableRunHandler` in
+:mod:`pipelines.training.resumable_run`, the random generators are captured by :mod:`pipelines.training.random_state`
+and batch digests written by :mod:`pipelines.training.batch_digests`; all are importable from here too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
-import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 from ignite.handlers.checkpoint import BaseSaveHandler
-from mlflow.entities import RunStatus
-from mlflow.exceptions import MlflowException
-from monai.transforms import Randomizable, Transform
 
 from pipelines.io.atomic import atomic_write, write_json_atomic
-from pipelines.training.tracking import TrackedRunHandler
+from pipelines.training.random_state import capture_random_state, restore_random_state
+from pipelines.training.training_state import STATE_VERSION, TrainingState
 from pipelines.validation.path_safety import as_bool
 
+# the state, random state, MLflow run and batch digest pieces are re-exported: bundle configs name them from here
 __all__ = [
-    "STATE_VERSION",
     "AtomicDiskSaver",
-    "BatchDigestRecorder",
     "BestCheckpointSaver",
-    "TrainingState",
     "TrainingStateHandler",
-    "ResumableRunHandler",
-    "capture_random_state",
-    "randomizable_transforms",
-    "restore_random_state",
 ]
 
 logger = logging.getLogger(__name__)
-
-STATE_VERSION = 1
-_RUNNING = RunStatus.to_string(RunStatus.RUNNING)
 
 
 def _save_torch(obj: Any, path: str | os.PathLike) -> Path:
@@ -209,86 +199,8 @@ class BestCheckpointSaver:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# the training state
+# the training state handler
 # ---------------------------------------------------------------------------------------------------------------
-class TrainingState:
-    """Where a training keeps its resumable state, and whether this run resumes from it.
-
-    The file is read once, on first use, with ``torch.load(weights_only=True)``. The MLflow run id travels
-    inside it: the run is continued only together with the state it belongs to.
-
-    Args:
-        path: the state file (``<ckpt_dir>/train_state.pt``).
-        resume: continue from ``path`` when it exists; when it does not, a new training starts (logged).
-    """
-
-    def __init__(self, path: str | os.PathLike, resume: bool = False) -> None:
-        self.path = Path(path)
-        self.resume = as_bool(resume, "resume")
-        self._checkpoint: dict | None = None
-        self._loaded = False
-        self._run_id: str | None = None
-        self._run_name: str | None = None
-        self.run_reopened = False
-
-    @property
-    def run_id(self) -> str | None:
-        """The MLflow run of this training: the saved one when resuming, else the one started in this run."""
-        self.checkpoint  # noqa: B018 - loads the state, which names the run
-        return self._run_id
-
-    @run_id.setter
-    def run_id(self, value: str | None) -> None:
-        self._run_id = value
-
-    @property
-    def run_name(self) -> str | None:
-        """The name of :attr:`run_id`'s run."""
-        self.checkpoint  # noqa: B018 - loads the state, which names the run
-        return self._run_name
-
-    @run_name.setter
-    def run_name(self, value: str | None) -> None:
-        self._run_name = value
-
-    @property
-    def resuming(self) -> bool:
-        """True when this run continues a saved training."""
-        return self.checkpoint is not None
-
-    @property
-    def checkpoint(self) -> dict | None:
-        """The saved state (None when not resuming)."""
-        if not self._loaded:
-            self._loaded = True
-            self._checkpoint = self._load() if self.resume else None
-        return self._checkpoint
-
-    @property
-    def meta(self) -> dict:
-        """The ``meta`` entry of the saved state (``epoch``, ``iteration``, ``mlflow_run_id``, ``finished``...)."""
-        return dict((self.checkpoint or {}).get("meta", {}))
-
-    def _load(self) -> dict | None:
-        if not self.path.is_file():
-            logger.warning("resume=true but there is no training state at %s: starting a new training", self.path)
-            return None
-        try:
-            checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as err:  # torch raises pickle, zip and runtime errors alike
-            raise ValueError(f"{self.path}: cannot read the training state to resume from ({err})") from err
-        meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
-        if not isinstance(meta, dict) or meta.get("version") != STATE_VERSION:
-            raise ValueError(f"{self.path}: not a training state of this pipeline (version {STATE_VERSION})")
-        self._run_id = meta.get("mlflow_run_id")
-        self._run_name = meta.get("mlflow_run_name")
-        return checkpoint
-
-    def run_name_or(self, prefix: str) -> str:
-        """The MLflow run name to use: the resumed run's, else ``prefix`` and the current time."""
-        if self.checkpoint is not None and self.run_name:
-            return self.run_name
-        return prefix + time.strftime("%Y%m%d_%H%M%S")
 
 
 def _data_loader(engine: Engine) -> Any:
@@ -299,173 +211,6 @@ def _data_loader(engine: Engine) -> Any:
 
 def _module_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the random generators
-# ---------------------------------------------------------------------------------------------------------------
-_WALKED = (Transform, Randomizable, torch.utils.data.Dataset)
-
-
-def randomizable_transforms(root: Any) -> list[tuple[str, Randomizable]]:
-    """Every MONAI ``Randomizable`` reachable from ``root`` with its own ``R``, and its path from ``root``.
-
-    ``root`` is a DataLoader (its ``dataset`` is walked), a dataset or a transform. The walk follows the attributes
-    that hold transforms or datasets, and lists of them: a dataset's ``transform`` (and a wrapped ``dataset``), a
-    ``Compose``'s ``transforms``, the array transform inside a dictionary one (``RandRotated.rand_rotate``). The
-    order is that of the attributes, so the same configuration always gives the same paths
-    (``dataset.transform.transforms[9].rand_rotate``); each object is listed once.
-    """
-    found: list[tuple[str, Randomizable]] = []
-    seen: set[int] = set()
-
-    def walk(obj: Any, path: str) -> None:
-        if isinstance(obj, (list, tuple)):
-            for i, item in enumerate(obj):
-                if isinstance(item, (*_WALKED, list, tuple)):
-                    walk(item, f"{path}[{i}]")
-            return
-        if not isinstance(obj, _WALKED) or id(obj) in seen:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, Randomizable) and isinstance(getattr(obj, "R", None), np.random.RandomState):
-            found.append((path, obj))
-        for key, value in vars(obj).items():
-            if not key.startswith("__") and isinstance(value, (*_WALKED, list, tuple)):
-                walk(value, f"{path}.{key}")
-
-    if isinstance(root, torch.utils.data.DataLoader):
-        walk(root.dataset, "dataset")
-    else:
-        walk(root, type(root).__name__)
-    return found
-
-
-def _loader_generators(loader: Any) -> dict[str, torch.Generator]:
-    """The ``torch.Generator`` objects a DataLoader shuffles with, by where they sit; empty when it has none (a
-    ``RandomSampler`` without a generator draws its seed from torch's global generator, restored anyway)."""
-    owners = {
-        "generator": loader,
-        "sampler.generator": getattr(loader, "sampler", None),
-        "batch_sampler.sampler.generator": getattr(getattr(loader, "batch_sampler", None), "sampler", None),
-    }
-    generators: dict[str, torch.Generator] = {}
-    for name, owner in owners.items():
-        generator = getattr(owner, "generator", None)
-        if isinstance(generator, torch.Generator) and all(generator is not g for g in generators.values()):
-            generators[name] = generator
-    return generators
-
-
-def _numpy_state(state: tuple) -> dict:
-    """``RandomState.get_state()`` as tensors and numbers (a plain ``ndarray`` is refused by ``weights_only``)."""
-    name, keys, pos, has_gauss, cached_gaussian = state
-    return {
-        "name": str(name),
-        "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-        "pos": int(pos),
-        "has_gauss": int(has_gauss),
-        "cached_gaussian": float(cached_gaussian),
-    }
-
-
-def _numpy_tuple(saved: Mapping) -> tuple:
-    """The inverse of :func:`_numpy_state`: a tuple for ``RandomState.set_state``."""
-    keys = saved["keys"].cpu().numpy().astype(np.uint32)
-    return saved["name"], keys, int(saved["pos"]), int(saved["has_gauss"]), float(saved["cached_gaussian"])
-
-
-def capture_random_state(loader: Any = None) -> dict:
-    """The state of every random generator a training draws from, as tensors, lists and numbers.
-
-    Python's ``random``, NumPy's global generator, torch's CPU generator and, once CUDA is in use, every CUDA
-    device's generator; with ``loader``, also the ``R`` of each ``Randomizable`` in its dataset's transforms (see
-    :func:`randomizable_transforms`) and the DataLoader's own ``torch.Generator`` objects, if any. The result loads
-    with ``torch.load(weights_only=True)``; :func:`restore_random_state` puts it back.
-
-    With ``num_workers > 0`` the workers' transforms are seeded from torch's generator when each epoch's iterator
-    starts (MONAI's ``worker_init_fn``), so restoring torch's generator restores them too (unless the workers are
-    persistent).
-    """
-    version, internal, gauss_next = random.getstate()
-    state: dict[str, Any] = {
-        "python": {"version": version, "internal": torch.tensor(internal, dtype=torch.int64), "gauss_next": gauss_next},
-        "numpy": _numpy_state(np.random.get_state()),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    if loader is not None:
-        transforms = randomizable_transforms(loader)
-        state["transforms"] = {
-            "paths": [path for path, _ in transforms],
-            "states": [_numpy_state(transform.R.get_state()) for _, transform in transforms],
-        }
-        state["generators"] = {name: g.get_state() for name, g in _loader_generators(loader).items()}
-    return state
-
-
-def restore_random_state(saved: Mapping, loader: Any = None, source: str = "the saved state") -> None:
-    """Put back the generators saved by :func:`capture_random_state`.
-
-    The global generators are always restored. The transforms' ``R`` are restored only when ``loader``'s transforms
-    have the same paths as when saved; otherwise (the augmentation changed) they keep their seeds and a warning says
-    so, as it does for CUDA states saved on another number of devices or on a CUDA machine when resuming on the CPU.
-
-    Args:
-        saved: the ``random`` entry of a training state.
-        loader: the training DataLoader whose transforms and generators to restore.
-        source: named in the warnings (the state file).
-    """
-    python = saved["python"]
-    random.setstate((int(python["version"]), tuple(int(x) for x in python["internal"].tolist()), python["gauss_next"]))
-    np.random.set_state(_numpy_tuple(saved["numpy"]))
-    torch.set_rng_state(saved["torch"].cpu())
-    cuda = saved.get("cuda") or []
-    if cuda and not torch.cuda.is_available():
-        logger.warning("%s: the CUDA random generators were saved on a CUDA machine; not restored on the CPU", source)
-    elif cuda:
-        count = torch.cuda.device_count()
-        if len(cuda) != count:
-            logger.warning(
-                "%s: CUDA random generators saved for %d device(s), %d here: restoring the first %d",
-                source,
-                len(cuda),
-                count,
-                min(count, len(cuda)),
-            )
-        for device, state in enumerate(cuda[:count]):
-            torch.cuda.set_rng_state(state.cpu(), device)
-    if loader is None:
-        return
-    _restore_loader(saved, loader, source)
-
-
-def _restore_loader(saved: Mapping, loader: Any, source: str) -> None:
-    transforms = randomizable_transforms(loader)
-    paths = [path for path, _ in transforms]
-    saved_transforms = saved.get("transforms")
-    if saved_transforms is None:
-        logger.warning("%s holds no random state of the transforms: the augmentation starts from its seed", source)
-    elif list(saved_transforms["paths"]) != paths:
-        changed = sorted(set(paths).symmetric_difference(saved_transforms["paths"]))
-        logger.warning(
-            "%s: the random transforms changed since it was saved (%d then, %d now; differing: %s): "
-            "their random states are not restored, the augmentation starts from its seed",
-            source,
-            len(saved_transforms["paths"]),
-            len(paths),
-            ", ".join(changed[:5]) or "the order",
-        )
-    else:
-        for (_, transform), state in zip(transforms, saved_transforms["states"], strict=True):
-            transform.R.set_state(_numpy_tuple(state))
-    saved_generators = saved.get("generators") or {}
-    for name, generator in _loader_generators(loader).items():
-        if name in saved_generators:
-            generator.set_state(saved_generators[name].cpu())
-        else:
-            logger.warning("%s holds no state of the DataLoader's %s: not restored", source, name)
 
 
 class TrainingStateHandler:
@@ -637,131 +382,3 @@ class TrainingStateHandler:
         if self.state.path.is_file():
             logger.info("new training: removing the training state %s of an earlier training", self.state.path)
             self.state.path.unlink(missing_ok=True)
-
-
-def _rank() -> int:
-    """This process's rank in its process group; 0 without one."""
-    dist = torch.distributed
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-class BatchDigestRecorder:
-    """Handler recording a short digest of every training batch, per epoch, in a JSON file.
-
-    For checking reproducibility: a resumed training should see the same batches as an uninterrupted one from the
-    epoch it resumes at, and the ranks of a DDP training should see different ones. The file,
-    ``{"rank": r, "epochs": {"1": ["<digest of batch 1>", ...], ...}}``, is rewritten atomically at the end of every
-    epoch; the epochs already in it (those of the run before a resume) are kept.
-
-    Args:
-        output_path: the JSON file; ``{rank}`` in it is replaced by the process's rank (0 without a process group).
-        keys: the batch entries digested together (tensors, or lists of them).
-    """
-
-    def __init__(self, output_path: str | os.PathLike, keys: str | list[str] | tuple[str, ...] = "image") -> None:
-        self.output_path = str(output_path)
-        self.keys = (keys,) if isinstance(keys, str) else tuple(keys)
-        self.epochs: dict[str, list[str]] = {}
-
-    @property
-    def path(self) -> Path:
-        """The file, with ``{rank}`` filled in."""
-        return Path(self.output_path.replace("{rank}", str(_rank())))
-
-    def attach(self, engine: Engine) -> None:
-        """Digest each batch when its iteration starts; write the file at the end of every epoch."""
-        if not engine.has_event_handler(self.record, Events.ITERATION_STARTED):
-            engine.add_event_handler(Events.ITERATION_STARTED, self.record)
-            engine.add_event_handler(Events.EPOCH_COMPLETED, self.write)
-
-    def digest(self, batch: Any) -> str:
-        """The first 16 hex digits of the SHA-256 of the batch's ``keys`` entries (values, shapes and dtypes)."""
-        items = batch if isinstance(batch, (list, tuple)) else [batch]
-        sha = hashlib.sha256()
-        for item in items:
-            for key in self.keys:
-                if not isinstance(item, Mapping) or key not in item:
-                    raise ValueError(f"BatchDigestRecorder: the batch has no {key!r} entry to digest")
-                values = item[key] if isinstance(item[key], (list, tuple)) else [item[key]]
-                for value in values:
-                    array = torch.as_tensor(value).detach().cpu().contiguous()
-                    sha.update(f"{key}{tuple(array.shape)}{array.dtype}".encode())
-                    sha.update(array.numpy().tobytes())
-        return sha.hexdigest()[:16]
-
-    def record(self, engine: Engine) -> None:
-        """Digest the batch of this iteration."""
-        self.epochs.setdefault(str(engine.state.epoch), []).append(self.digest(engine.state.batch))
-
-    def write(self, engine: Engine) -> None:
-        """Write the digests so far, after those of the file's earlier epochs."""
-        path = self.path
-        try:
-            earlier = json.loads(path.read_text(encoding="utf-8")).get("epochs", {})
-        except (OSError, ValueError, AttributeError):
-            earlier = {}
-        write_json_atomic({"rank": _rank(), "epochs": {**earlier, **self.epochs}}, path)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# MLflow
-# ---------------------------------------------------------------------------------------------------------------
-class ResumableRunHandler(TrackedRunHandler):
-    """``TrackedRunHandler`` whose run continues across a resume.
-
-    All the handlers of one training share a :class:`TrainingState`: the first to start (the trainer's) creates
-    the run, or reopens the run recorded in the saved state when resuming (status back to RUNNING, tag
-    ``resumed_from_epoch``); the others (the validator's) join that run by its id. Parameters already logged are
-    not logged again (MLflow refuses to change one; a changed value is reported in the log).
-
-    Args:
-        state: the training's :class:`TrainingState`; None behaves as ``TrackedRunHandler``.
-        **kwargs: the arguments of ``MLFlowHandler``.
-    """
-
-    def __init__(self, state: TrainingState | None = None, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.state = state
-
-    def start(self, engine: Engine) -> None:
-        """Create, reopen or join the run, then start as ``TrackedRunHandler`` does."""
-        if self.cur_run is None and self.state is not None and self.state.run_id:
-            self._set_experiment()
-            self.cur_run = self._existing_run(self.state.run_id)
-            if self.cur_run is not None:
-                self._skip_logged_params()
-        super().start(engine)
-        if self.state is not None and self.cur_run is not None:
-            self.state.run_id = self.cur_run.info.run_id
-            self.state.run_name = self.cur_run.info.run_name
-
-    def _existing_run(self, run_id: str):
-        try:
-            run = self.client.get_run(run_id)
-        except MlflowException as err:
-            logger.warning("MLflow run %s of the saved training not found (%s): starting a new run", run_id, err)
-            return None
-        if run.info.experiment_id != self.experiment.experiment_id:
-            logger.warning(
-                "MLflow run %s belongs to another experiment than %r: starting a new run", run_id, self.experiment_name
-            )
-            return None
-        if self.state.resuming and not self.state.run_reopened:
-            self.state.run_reopened = True
-            if run.info.status != _RUNNING:
-                self.client.update_run(run_id, status=_RUNNING)
-            self.client.set_tag(run_id, "resumed_from_epoch", str(self.state.meta.get("epoch")))
-            logger.info("continuing MLflow run %s (%s)", run_id, run.info.run_name)
-        return run
-
-    def _skip_logged_params(self) -> None:
-        if not self.experiment_param:
-            return
-        logged = self.cur_run.data.params
-        changed = {k: (logged[k], str(v)) for k, v in self.experiment_param.items() if logged.get(k, str(v)) != str(v)}
-        if changed:
-            logger.warning(
-                "parameters changed since the run started; MLflow keeps the first values: %s",
-                ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items()),
-            )
-        self.experiment_param = {k: v for k, v in self.experiment_param.items() if k not in logged}

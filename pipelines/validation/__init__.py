@@ -8,6 +8,8 @@ from pipelines._lazy import lazy_getattr
 _SUBMODULES = (
     "checks",
     "dicom_checks",
+    "errors",
     "path_safety",
+    "volume_checks",
 )
 __getattr__ = lazy_getattr(__name__, _SUBMODULES)

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.validation.checks import DEFAULT_KEYS, DataError
+from pipelines.validation.errors import DEFAULT_KEYS, DataError
 
 __all__ = ["as_bool", "resolve_inside", "is_inside", "check_datalist_paths"]
 
@@ -26,20 +26,21 @@ _HINT = "set allow_outside_root=true if this is intended"
 
 
 def as_bool(value: Any, name: str = "value") -> bool:
-    """A config flag as a bool. ``python -m monai.bundle run --allow_outside_root false`` passes the *string*
-    ``"false"`` (fire parses only ``True``/``False``), which plain ``bool()`` would take for true.
+    """A config flag, request field or ``--conf`` value as a bool. ``python -m monai.bundle run --dicom_seg false``
+    passes the *string* ``"false"`` (fire parses only ``True``/``False``), which plain ``bool()`` would take for
+    true; MONAI Label's requests and ``--conf`` pass strings too.
 
     Raises:
-        ValueError: for anything but a bool, 0/1, or true/false/yes/no/1/0 in any case.
+        ValueError: for anything but a bool, 0/1, or true/false, yes/no, on/off, 1/0 in any case.
     """
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     text = str(value).strip().lower()
-    if text in ("true", "yes", "1"):
+    if text in ("true", "yes", "on", "1"):
         return True
-    if text in ("false", "no", "0"):
+    if text in ("false", "no", "off", "0"):
         return False
     raise ValueError(f"{name} must be true or false, got {value!r}")
 

@@ -5,5 +5,8 @@ Modules load on first attribute access (``pipelines.xray.radiographs``).
 
 from pipelines._lazy import lazy_getattr
 
-_SUBMODULES = ("radiographs",)
+_SUBMODULES = (
+    "classifier_results",
+    "radiographs",
+)
 __getattr__ = lazy_getattr(__name__, _SUBMODULES)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from data_manifests.chest_xray import build_chest_xray_datalist
 from pipelines.phantoms.chest_xray import write_chest_xray_phantom_dataset
-from pipelines.validation.checks import find_data_error
+from pipelines.validation.errors import find_data_error
 from pipelines.workflows import STAGE_TYPES, get_workflow
 
 WORKFLOW = get_workflow("chest_xray")

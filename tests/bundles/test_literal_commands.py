@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import mlflow
 import nibabel as nib
@@ -28,6 +27,7 @@ def _arguments(overrides: dict) -> list[str]:
 
 
 def _bundle_run(stage: str, overrides: dict) -> subprocess.CompletedProcess:
+    """Run a stage; one set of overrides serves every stage (an id only another stage defines is accepted)."""
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"bundles/liver/{stage}.yaml"]
     result = subprocess.run(
         command + _arguments(overrides),
@@ -67,8 +67,13 @@ def test_train_evaluate_and_inference_run_from_the_literal_commands(tiny_liver_t
     assert (out / "reports" / f"{name}_cascade.json").is_file()
 
     # every stage logged an MLflow run that ended FINISHED
-    mlflow.set_tracking_uri(f"sqlite:///{out / 'mlflow.db'}")
-    runs = mlflow.search_runs(search_all_experiments=True)
-    names = sorted(runs["tags.mlflow.runName"].str.rsplit("_", n=2).str[0])
-    assert names == ["evaluate", "inference", "train", "train_classifier"]
-    assert set(runs["status"]) == {"FINISHED"}
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")  # not set_tracking_uri: it sets the env
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    assert sorted(run.info.run_name.rsplit("_", 2)[0] for run in runs) == [
+        "evaluate",
+        "inference",
+        "train",
+        "train_classifier",
+    ]
+    assert {run.info.status for run in runs} == {"FINISHED"}

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from pipelines.validation.checks import find_data_error
+from pipelines.validation.errors import find_data_error
 from pipelines.workflows import REPO_ROOT, get_workflow
 
 CONFIGS = get_workflow("liver").bundle_dir / "configs"

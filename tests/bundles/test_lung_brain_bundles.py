@@ -189,7 +189,7 @@ def _break_nan_sequence(files: list[Path], label: Path) -> str:
 
 @pytest.mark.parametrize("breaker", [_break_sequence_grid, _break_missing_sequence, _break_nan_sequence])
 def test_brain_bad_sequence_fails_before_training_naming_the_file(tmp_path, breaker):
-    from pipelines.validation.checks import find_data_error
+    from pipelines.validation.errors import find_data_error
 
     from .conftest import bundle_workflow
 

@@ -22,17 +22,12 @@ from monai.utils import set_determinism
 from data_manifests.msd import build_msd_datalist
 from pipelines.phantoms.liver_ct import write_liver_phantom_task
 from pipelines.training import resume
-from pipelines.training.resume import (
-    BatchDigestRecorder,
-    BestCheckpointSaver,
-    ResumableRunHandler,
-    TrainingState,
-    TrainingStateHandler,
-    capture_random_state,
-    randomizable_transforms,
-    restore_random_state,
-)
+from pipelines.training.batch_digests import BatchDigestRecorder
+from pipelines.training.random_state import capture_random_state, randomizable_transforms, restore_random_state
+from pipelines.training.resumable_run import ResumableRunHandler
+from pipelines.training.resume import BestCheckpointSaver, TrainingStateHandler
 from pipelines.training.tracking import default_tracking_uri
+from pipelines.training.training_state import STATE_VERSION, TrainingState
 
 from .conftest import TINY_SHAPE, TINY_SPACING, bundle_workflow
 from .kill_resume import MAX_EPOCHS, kill_after_epoch, resume_to_the_end, train_command
@@ -240,7 +235,7 @@ def test_mlflow_run_is_reopened_by_id_and_joined(tmp_path):
     handler.start(engine)
     run_id = first.run_id
     handler.client.set_terminated(run_id, "FAILED")
-    torch.save({"meta": {"version": resume.STATE_VERSION, "epoch": 3, "mlflow_run_id": run_id}}, first.path)
+    torch.save({"meta": {"version": STATE_VERSION, "epoch": 3, "mlflow_run_id": run_id}}, first.path)
 
     state = TrainingState(first.path, resume=True)
     trainer_handler = ResumableRunHandler(

@@ -3,7 +3,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from transforms import CheckVolume
 
 ARRAY_TYPES = [np.asarray, torch.as_tensor, lambda x: MetaTensor(x, meta={"filename_or_obj": "/data/ct_007.nii.gz"})]

@@ -4,7 +4,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose
 
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from transforms import ExtractSlices, RandSliceSamples, RandSliceSamplesd
 
 FILE = "/data/ct_007.nii.gz"

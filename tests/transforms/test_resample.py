@@ -18,7 +18,7 @@ from monai.transforms import (
     Spacingd,
 )
 
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from transforms import ResampleToSource, ResampleToSourced
 
 SHAPE = (40, 36, 18)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from transforms import SliceLabels, SliceLabelsd
 
 FILE = "/data/liver_007.nii.gz"

@@ -5,7 +5,7 @@ import torch
 from monai.data import DataLoader, Dataset, MetaTensor
 from monai.transforms import Compose, LoadImaged, Orientationd, ScaleIntensityd
 
-from pipelines.validation.checks import DataError
+from pipelines.validation.errors import DataError
 from transforms import ExtractSlices, SliceLabelsd, SliceSamples, SliceSamplesd
 
 FILE = "/data/ct_007.nii.gz"

@@ -22,6 +22,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 
 from pipelines.api import load_weights
 from pipelines.runner import run_stage
+from pipelines.validation.path_safety import as_bool
 from pipelines.workflows import REPO_ROOT, WORKFLOWS, get_workflow
 
 __all__ = [
@@ -41,22 +42,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT_ROOT = REPO_ROOT / "runs" / "monailabel"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def as_bool(value, name: str) -> bool:
-    """A boolean from a conf or request value (``true``/``false``, ``1``/``0``, a bool).
-
-    Raises:
-        ValueError: for anything else.
-    """
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE | _FALSE:
-        return text in _TRUE
-    raise ValueError(f"{name}: expected true or false, got {value!r}")
 
 
 def as_dict(value, name: str) -> dict:

@@ -23,7 +23,6 @@ from monailabel.interfaces.tasks.train import TrainTask
 from lib.bundles import (
     AppConf,
     BundleInfo,
-    as_bool,
     as_dict,
     best_metric,
     count_channels,
@@ -34,6 +33,7 @@ from lib.bundles import (
     split_channels,
 )
 from pipelines.io.atomic import write_json_atomic
+from pipelines.validation.path_safety import as_bool
 
 __all__ = ["BundleTrainer"]
 
