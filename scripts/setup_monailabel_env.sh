@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Create .venv-monailabel/: MONAI Label 0.8.5 and this project, in an environment of their own.
-#   bash scripts/setup_monailabel_env.sh            # 6.5 min on 2 CPU cores (measured), about 8 GB; re-runnable
-# MONAI Label pins numpy < 2 and pydicom < 3, which the main environment (.venv) must not get: never install
-# monailabel there. Set PYTHON to choose the interpreter (3.10 or 3.11), MONAILABEL_VENV to choose the folder.
+#   bash scripts/setup_monailabel_env.sh            # 3.5 min on 2 CPU cores (measured 2026-12-05), about 8 GB; re-runnable
+# MONAI Label pins numpy < 2 and pydicom < 3 (so highdicom < 0.23: requirements-monailabel.txt), which the main
+# environment (.venv) must not get: never install monailabel there. Set PYTHON to choose the interpreter (3.10 or
+# 3.11), MONAILABEL_VENV to choose the folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}

@@ -9,6 +9,8 @@ import pydicom
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from pipelines.io.dicom_seg import save_dicom_file
+
 # Sagittal slices (rows run head to feet), non-square pixels, the slice normal pointing to patient right:
 # nothing lines up with the RAS axes that NIfTI and MONAI use.
 ROW_DIRECTION = (0.0, 1.0, 0.0)  # along a row (increasing column index): posterior
@@ -69,6 +71,6 @@ def write_ct_series(
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
         ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "HU"
         ds.PixelData = pixels[k].astype(np.int16).tobytes()
-        ds.save_as(folder / f"im{order[k]:03d}", enforce_file_format=True)  # no suffix: found by the preamble
+        save_dicom_file(ds, folder / f"im{order[k]:03d}")  # no suffix: found by the preamble
         datasets.append(ds)
     return datasets

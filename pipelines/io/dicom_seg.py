@@ -47,6 +47,7 @@ __all__ = [
     "mask_to_frames",
     "write_dicom_seg",
     "bundle_algorithm",
+    "save_dicom_file",
     "SaveDicomSeg",
     "SaveDicomSegd",
 ]
@@ -282,6 +283,11 @@ def _segmentation_type(value: str) -> str:
     text = str(value).strip().upper()
     if text not in ("BINARY", "LABELMAP"):
         raise ValueError(f"segmentation_type must be BINARY or LABELMAP, got {value!r}")
+    if text not in {member.value for member in hd.seg.SegmentationTypeValues}:
+        raise ValueError(
+            f"segmentation_type {text} needs highdicom 0.23 or later (this environment has {hd.__version__}, as the "
+            "MONAI Label environment pins it for pydicom 2); use BINARY"
+        )
     return text
 
 
@@ -352,18 +358,18 @@ def write_dicom_seg(
     descriptions = []
     for number, class_name in enumerate(class_names[1:], start=1):
         code = _segment_code(class_name, segment_codes)
-        descriptions.append(
-            hd.seg.SegmentDescription(
-                segment_number=number,
-                segment_label=str(class_name)[:64],
-                segmented_property_category=code.category,
-                segmented_property_type=code.type,
-                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-                algorithm_identification=algorithm,
-                anatomic_regions=[region] if region is not None and code.abnormal else None,
-                display_color=hd.color.CIELabColor.from_rgb(*code.color),
-            )
+        description = hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=str(class_name)[:64],
+            segmented_property_category=code.category,
+            segmented_property_type=code.type,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            anatomic_regions=[region] if region is not None and code.abnormal else None,
         )
+        # Recommended Display CIELab Value, as highdicom 0.23+ writes it from display_color (0.22 has no argument)
+        description.RecommendedDisplayCIELabValue = list(_display_color(code.color).value)
+        descriptions.append(description)
     source = datasets[0]
     seg = hd.seg.Segmentation(
         source_images=datasets,
@@ -383,7 +389,27 @@ def write_dicom_seg(
         content_label="SEGMENTATION",
     )
     logger.debug("DICOM SEG of %s: %d frame(s) from series %s", name, seg.NumberOfFrames, source.SeriesInstanceUID)
-    return atomic_write(output_path, lambda tmp: seg.save_as(tmp, enforce_file_format=True))
+    return atomic_write(output_path, lambda tmp: save_dicom_file(seg, tmp))
+
+
+def _display_color(rgb: Sequence[int]) -> hd.color.CIELabColor:
+    """A segment's display colour from RGB 0-255, as CIELab. ``CIELabColor.from_rgb`` exists from highdicom 0.23
+    on; the MONAI Label environment has 0.22 (its pydicom < 3 rules out later ones), so convert here."""
+    from skimage.color import rgb2lab
+
+    lightness, a_star, b_star = rgb2lab(np.asarray(rgb, dtype=np.float64) / 255.0)
+    return hd.color.CIELabColor(
+        float(np.clip(lightness, 0, 100)), float(np.clip(a_star, -128, 127)), float(np.clip(b_star, -128, 127))
+    )
+
+
+def save_dicom_file(dataset: pydicom.Dataset, path: str | os.PathLike) -> None:
+    """Save with the DICOM file meta header (pydicom 3's ``enforce_file_format``; pydicom 2's
+    ``write_like_original=False``, in the MONAI Label environment)."""
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        dataset.save_as(path, enforce_file_format=True)
+    else:
+        dataset.save_as(path, write_like_original=False)
 
 
 def bundle_algorithm(metadata_file: str | os.PathLike) -> dict[str, str]:
