@@ -41,6 +41,8 @@ logger = logging.getLogger("radcascade")
 DEMO_STAGES = ("train", "train_classifier", "evaluate", "evaluate_classifier", "inference")
 EXIT_DATA_ERROR = 2  # bad input data (or a bad --set override), found before the work started
 EXIT_CASES_FAILED = 3  # inference skipped at least one case
+# MLflow 3.17's UI shows the runs tables and metric charts in its "Model training" mode, which this query selects
+MLFLOW_UI_URL = "http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 
 
 def parse_overrides(pairs: list[str] | None) -> dict:
@@ -137,7 +139,8 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
     print(f"  segmentations : {results['predictions']}")
     print(f"  metrics (CSV) : {results['metrics']}")
     print(f"  checkpoint    : {results['checkpoint']}")
-    print(f"  MLflow runs   : mlflow ui --backend-store-uri {results['mlflow_uri']}  (then open http://127.0.0.1:5000)")
+    print(f"  MLflow runs   : mlflow ui --backend-store-uri {results['mlflow_uri']}")
+    print(f"                  then open {MLFLOW_UI_URL}")
     return results
 
 

@@ -10,13 +10,19 @@ from ignite.engine import Engine, Events
 from monai.handlers import MLFlowHandler
 from monai.utils import path_to_sqlite_uri
 
-__all__ = ["default_tracking_uri", "TrackedRunHandler"]
+__all__ = ["default_tracking_uri", "TrackedRunHandler", "EXPERIMENT_KIND_TAG", "EXPERIMENT_KIND"]
 
 logger = logging.getLogger(__name__)
 
 # MLflow 3 phones home unless told not to; nothing leaves the machine from our runs.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+
+
+# MLflow 3 opens an experiment on the view its kind names; without the tag, on the GenAI "Overview" page instead of
+# the runs table with the training curves.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 def default_tracking_uri(output_dir: str | os.PathLike) -> str:
@@ -67,6 +73,13 @@ class TrackedRunHandler(MLFlowHandler):
                 type(self).__name__,
             )
         super().start(engine)
+
+    def _set_experiment(self) -> None:
+        """Get or create the experiment (MONAI's), and mark it as model development, as the experiments this
+        project created before the tag get it on their next run."""
+        super()._set_experiment()
+        if self.experiment is not None and self.experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            self.client.set_experiment_tag(self.experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
     def complete(self) -> None:
         """Log the artifacts: files at the top of the run, each folder under its own name (``configs/``, ``eval/``).
