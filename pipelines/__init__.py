@@ -18,7 +18,15 @@ Subpackages and modules load on first attribute access, so a bundle config can `
 ``$pipelines.inference.cascade...`` without paying for the others at start-up.
 """
 
+import logging
+import warnings
+
 from pipelines._lazy import lazy_getattr
+
+# MONAI's LoadImage registers every reader, and the GPU DICOM decoder's probe announces twice, as a warning, that
+# nvImageCodec is absent: nothing a user of these CPU or CUDA bundles can act on. Quiet exactly that probe.
+logging.getLogger("monai.data.nvimgcodec_pydicom_plugin").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader: nvImageCodec decoder plugin did not register")
 
 _SUBMODULES = (
     "api",

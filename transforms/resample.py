@@ -157,7 +157,7 @@ class ResampleToSource(Transform):
         meta = dict(reference.meta)
         meta["affine"] = torch.as_tensor(dst_affine)
         meta["spatial_shape"] = np.asarray(dst_shape)
-        return MetaTensor(out, affine=torch.as_tensor(dst_affine), meta=meta)
+        return MetaTensor(out, meta=meta)  # the affine from meta (both would warn "Setting affine ...")
 
     def _separable_slabs(self, source, to_source, axes, dst_shape, step):
         """Axis-aligned maps (the bundles' preprocessing): interpolate along x, then y, then z slab by slab."""
