@@ -56,6 +56,8 @@ SHRINK = {
 # Per request only (the training run), as a Slicer user or a script would send them.
 TRAIN_OVERRIDES = {"batch_size": 1, "num_samples": 1, "cache_rate": 0.0, "num_workers": 0, "slices_per_volume": 4}
 LIVER_CLASSES = {"liver": 1, "tumour": 2}
+# A real abdomen-pelvis CT (TotalSegmentator's example, Apache-2.0; provenance in its README)
+REAL_CT = REPO_ROOT / "tests" / "data" / "real" / "totalsegmentator" / "example_ct.nii.gz"
 START_TIMEOUT = 240.0
 TRAIN_TIMEOUT = 600.0
 
@@ -332,3 +334,17 @@ def test_brain_trains_and_serves_four_channel_nifti_studies(server, trained_brai
         assert status == 200, f"{params}\n{server.tail()}"
         assert params["label_names"] == {"necrotic core": 1, "oedema": 2, "enhancing tumour": 4}
         _assert_label_volume(data, server.studies / "brain_0.nii.gz", {0, 1, 2, 4}, tmp_path)
+
+
+def test_a_real_ct_uploaded_as_slicer_does_gets_a_liver_mask_on_its_grid(server, trained, trained_brain, tmp_path):
+    """``PUT /datastore/?image=<id>`` with the file (``MONAILabelClient.upload_image``), then ``POST /infer/liver``
+    on it: the mask is a NIfTI label map on the real scan's own grid, which Slicer loads as a segmentation."""
+    body, content_type = _multipart({"params": "{}"}, {"file": REAL_CT})
+    status, _, data = server.request("PUT", "/datastore/?image=real_ct", body, content_type)
+    assert status == 200, f"PUT /datastore: HTTP {status}: {data[:2000]!r}\n{server.tail()}"
+    assert "real_ct" in server.json("GET", "/datastore/?output=all")["objects"]
+    for model in ("liver", "liver_full"):
+        status, params, data = server.infer(model, "real_ct")
+        assert status == 200, f"{params}\n{server.tail()}"
+        assert params["label_names"] == LIVER_CLASSES
+        _assert_label_volume(data, REAL_CT, {0, 1, 2}, tmp_path)
