@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pipelines.workflows import STAGE_TYPES, get_workflow
 
-__all__ = ["run_stage"]
+__all__ = ["run_stage", "best_validation_metric"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,3 +65,11 @@ def run_stage(
     workflow.run()
     workflow.finalize()
     return workflow
+
+
+def best_validation_metric(workflow) -> float | None:
+    """The validation evaluator's best key metric after a training stage (None when it never validated)."""
+    if "validate#evaluator" not in workflow.parser:
+        return None
+    value = workflow.parser.get_parsed_content("validate#evaluator").state.best_metric
+    return None if value is None or value == -1 else float(value)

@@ -11,5 +11,6 @@ _SUBMODULES = (
     "stage_checks",
     "export",
     "main",
+    "progress",
 )
 __getattr__ = lazy_getattr(__name__, _SUBMODULES)

@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.cli.config_checks import check_overrides, load_stage_config, validate_workflow
+from pipelines.cli.progress import StageProgress, StageRow, format_table, stage_row
 from pipelines.runner import run_stage
 from pipelines.validation.errors import find_data_error
 from pipelines.workflows import REPO_ROOT, STAGES, WORKFLOWS, get_workflow, prepare_default_data
@@ -106,16 +107,18 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
         **workflow.demo_overrides,
         **(overrides or {}),
     }
-    timings = {}
     start = time.perf_counter()
     prepare_default_data(name)
-    timings["prepare"] = time.perf_counter() - start
+    rows = [
+        StageRow("prepare", time.perf_counter() - start, "default data ready", str(REPO_ROOT / workflow.default_data))
+    ]
     for stage in DEMO_STAGES:
         if stage not in workflow.stages:
             continue
         t0 = time.perf_counter()
-        run_stage(name, stage, common)
-        timings[stage] = time.perf_counter() - t0
+        progress = StageProgress(f"{name} {stage}")
+        finished = run_stage(name, stage, common, after_initialize=progress.attach_to)
+        rows.append(stage_row(stage, time.perf_counter() - t0, finished, out))
     from monai.bundle import ConfigParser
 
     from pipelines.training.tracking import default_tracking_uri
@@ -129,18 +132,10 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
         "checkpoint": str(parser.get_parsed_content("ckpt_path")),
         "mlflow_uri": default_tracking_uri(out),
     }
-    summary = ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-    print(f"\n{name} demo finished in {time.perf_counter() - start:.0f} s ({summary})")
-    metrics_csv = out / "eval" / "metrics.csv"
-    if metrics_csv.is_file():
-        for line in metrics_csv.read_text().splitlines():
-            metric, _, value = line.partition(",")
-            print(f"  {metric:14s}: {float(value):.4f}")
-    print(f"  segmentations : {results['predictions']}")
-    print(f"  metrics (CSV) : {results['metrics']}")
-    print(f"  checkpoint    : {results['checkpoint']}")
-    print(f"  MLflow runs   : mlflow ui --backend-store-uri {results['mlflow_uri']}")
-    print(f"                  then open {MLFLOW_UI_URL}")
+    print(f"\n{name} demo finished in {time.perf_counter() - start:.0f} s\n")
+    print(format_table(rows))
+    print(f"\nMLflow runs: mlflow ui --backend-store-uri {results['mlflow_uri']}")
+    print(f"             then open {MLFLOW_UI_URL}")
     return results
 
 

@@ -35,7 +35,6 @@ __all__ = [
     "split_cases",
     "count_channels",
     "write_label_volume",
-    "best_metric",
     "run_bundle_stage",
 ]
 
@@ -339,14 +338,6 @@ def write_label_volume(mask, affine, path: str | os.PathLike) -> Path:
     image.set_sform(image.affine, code=1)
     nib.save(image, str(path))
     return Path(path)
-
-
-def best_metric(workflow: ConfigWorkflow) -> float | None:
-    """The validation evaluator's best key metric after a training run (None when it never validated)."""
-    if "validate#evaluator" not in workflow.parser:
-        return None
-    value = workflow.parser.get_parsed_content("validate#evaluator").state.best_metric
-    return None if value is None or value == -1 else float(value)
 
 
 def run_bundle_stage(name: str, stage: str, overrides: Mapping, init_checkpoint: Path | None = None, on_epoch=None):

@@ -24,7 +24,6 @@ from lib.bundles import (
     AppConf,
     BundleInfo,
     as_dict,
-    best_metric,
     count_channels,
     label_value_map,
     remap_label_file,
@@ -33,6 +32,7 @@ from lib.bundles import (
     split_channels,
 )
 from pipelines.io.atomic import write_json_atomic
+from pipelines.runner import best_validation_metric
 from pipelines.validation.path_safety import as_bool
 
 __all__ = ["BundleTrainer"]
@@ -147,7 +147,7 @@ class BundleTrainer(TrainTask):
             if not checkpoint.is_file() or checkpoint.stat().st_mtime_ns == before:
                 raise RuntimeError(f"{name} {stage}: finished without writing {checkpoint} (no validation ran?)")
             result["checkpoints"][stage] = str(checkpoint)
-            result[f"{stage}_best_metric"] = best_metric(workflow)
+            result[f"{stage}_best_metric"] = best_validation_metric(workflow)
             result[f"{stage}_seconds"] = round(time.perf_counter() - stage_start, 1)
         total = round(time.perf_counter() - start, 1)
         self._write_stats(

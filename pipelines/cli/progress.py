@@ -1,0 +1,110 @@
+"""What ``radcascade demo`` shows while it runs and when it ends: one line per epoch (training) or case (evaluation,
+inference) with the time elapsed and the time left, then a table of the stages with their time, their figures
+and where their outputs are."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipelines.runner import best_validation_metric
+
+__all__ = ["StageProgress", "StageRow", "stage_row", "format_table"]
+
+# The engine whose progress a stage reports, and its unit: trainers by epoch, evaluators by case.
+_ENGINES = (("train#trainer", "epoch"), ("validate#evaluator", "case"), ("evaluator", "case"))
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    return f"{minutes}:{seconds:02d}"
+
+
+class StageProgress:
+    """Print ``[liver train] epoch 3/25  0:42 elapsed, ETA 5:08`` after each epoch of a stage's trainer, or each case
+    of its evaluator (a stage that trains reports its epochs only).
+
+    Args:
+        label: what the line starts with (``liver train``).
+        write: where lines go (``print`` to stdout, flushed).
+    """
+
+    def __init__(self, label: str, write: Callable[[str], None] | None = None) -> None:
+        self.label = label
+        self.write = write or (lambda line: print(line, flush=True))
+        self.start = time.perf_counter()
+
+    def attach_to(self, workflow) -> None:
+        """Attach to the first engine of ``workflow`` (an initialised ``ConfigWorkflow``) that it has."""
+        from ignite.engine import Events
+
+        for id_, unit in _ENGINES:
+            if id_ in workflow.parser:
+                engine = workflow.parser.get_parsed_content(id_)
+                event = Events.EPOCH_COMPLETED if unit == "epoch" else Events.ITERATION_COMPLETED
+                engine.add_event_handler(Events.STARTED, self._started)
+                engine.add_event_handler(event, self._report, unit)
+                return
+
+    def _started(self, engine) -> None:
+        self.start = time.perf_counter()
+
+    def _report(self, engine, unit: str) -> None:
+        state = engine.state
+        done = state.epoch if unit == "epoch" else state.iteration - (state.epoch - 1) * (state.epoch_length or 0)
+        total = state.max_epochs if unit == "epoch" else state.epoch_length
+        elapsed = time.perf_counter() - self.start
+        eta = f", ETA {_clock(elapsed / done * (total - done))}" if done and total else ""
+        self.write(f"[{self.label}] {unit} {done}/{total}  {_clock(elapsed)} elapsed{eta}")
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One row of the closing table: a stage, its time, its figures, where its outputs are."""
+
+    stage: str
+    seconds: float
+    figures: str
+    outputs: str
+
+
+def _metrics_csv(path: Path) -> dict[str, float]:
+    rows = (line.split(",", 1) for line in path.read_text().splitlines() if "," in line) if path.is_file() else ()
+    return {name: float(value) for name, value in rows}
+
+
+def stage_row(stage: str, seconds: float, workflow, output_dir: Path) -> StageRow:
+    """The closing-table row of a finished stage, its figures read from what the stage wrote."""
+    if stage in ("train", "train_classifier"):
+        best = best_validation_metric(workflow)
+        key = "Dice" if stage == "train" else "key metric"
+        figures = f"best validation {key} {best:.3f}" if best is not None else "no validation ran"
+        checkpoint = workflow.parser.get_parsed_content("ckpt_path" if stage == "train" else "classifier_ckpt_path")
+        return StageRow(stage, seconds, figures, str(checkpoint))
+    if stage == "evaluate":
+        metrics = _metrics_csv(output_dir / "eval" / "metrics.csv")
+        figures = ", ".join(f"{k.removeprefix('test_')} {v:.3f}" for k, v in metrics.items() if k.endswith("_dice"))
+        return StageRow(stage, seconds, figures or "no metrics written", str(output_dir / "eval" / "report.html"))
+    if stage == "evaluate_classifier":
+        path = output_dir / "eval_classifier" / "classification_metrics.json"
+        metrics = json.loads(path.read_text()) if path.is_file() else {}
+        shown = [f"{k} {metrics[k]:.3f}" for k in ("accuracy", "recall", "f1", "roc_auc") if k in metrics]
+        return StageRow(stage, seconds, ", ".join(shown) or "no metrics written", str(path.parent))
+    from pipelines.inference.robust_inference import failed_cases
+
+    predictions = output_dir / "predictions"
+    written = len(list(predictions.glob("*_seg.nii.gz"))) if predictions.is_dir() else 0
+    figures = f"{written} segmented, {len(failed_cases(workflow))} failed"
+    return StageRow(stage, seconds, figures, str(predictions))
+
+
+def format_table(rows: Sequence[StageRow]) -> str:
+    """The rows as an aligned text table with a header."""
+    cells = [("stage", "time", "figures", "outputs")]
+    cells += [(row.stage, _clock(row.seconds), row.figures, row.outputs) for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(3)]
+    lines = ["  ".join(f"{value:{widths[i]}s}" if i < 3 else value for i, value in enumerate(line)) for line in cells]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths) + "  -------", *lines[1:]])
