@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,13 +28,19 @@ class SpacingAwareHausdorffDistanceMetric(HausdorffDistanceMetric):
     MONAI measures distances in voxels unless ``spacing`` is passed per call, which an ignite handler cannot do
     case by case. Here the spacing comes from ``y.pixdim`` when ``y`` is a ``MetaTensor``, so distances are in
     millimetres on whatever grid the label lives on (the original one, after ``Invertd``).
+
+    A class absent from a case's label or prediction has no surface: its distance is not a number (nan or inf),
+    which the summaries skip. That is the metric's definition, not a problem with the case, so MONAI's
+    warning about it is not repeated for every such case.
     """
 
     def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         if "spacing" not in kwargs and isinstance(y, MetaTensor):
             spatial_dims = y.ndim - 2
             kwargs["spacing"] = [float(s) for s in y.pixdim[:spatial_dims]]
-        return super()._compute_tensor(y_pred, y, **kwargs)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"the (ground truth|prediction) of class .* is all 0")
+            return super()._compute_tensor(y_pred, y, **kwargs)
 
 
 class HausdorffDistance95mm(IgniteMetricHandler):
