@@ -98,5 +98,5 @@ def test_the_ui_shows_the_runs_table_metric_charts_and_artifacts(mlflow_ui, tmp_
     assert {"Run Name", run.info.run_name} <= lines("", {run.info.run_name})
     charts = {"train_loss", "val_mean_dice"}
     assert {"Model metrics", *charts} <= lines(f"/runs/{run.info.run_id}/model-metrics", charts)
-    artifacts = {"model.pt", "configs"}
+    artifacts = {"model.pt", "configs", "README.md"}  # README.md: the model card
     assert artifacts <= lines(f"/runs/{run.info.run_id}/artifacts", artifacts)
