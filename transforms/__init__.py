@@ -2,16 +2,8 @@
 
 from .io import ReloadFromSource, ReloadFromSourced
 from .resample import ResampleToSource, ResampleToSourced
-from .slices import (
-    ExtractSlices,
-    ExtractSlicesd,
-    RandSliceSamples,
-    RandSliceSamplesd,
-    SliceLabels,
-    SliceLabelsd,
-    SliceSamples,
-    SliceSamplesd,
-)
+from .slice_samples import RandSliceSamples, RandSliceSamplesd, SliceSamples, SliceSamplesd
+from .slices import ExtractSlices, ExtractSlicesd, SliceLabels, SliceLabelsd
 from .validation import CheckVolume, CheckVolumed
 
 __all__ = [
