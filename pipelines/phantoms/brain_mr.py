@@ -25,7 +25,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import functools
 import importlib.util
 import json
@@ -49,7 +48,7 @@ from pipelines.phantoms.brain_mr_anatomy import (
     template_coordinates,
     tumour_labels,
 )
-from pipelines.phantoms.common import case_seed, save_nifti, smooth_field
+from pipelines.phantoms.common import case_seed, phantom_parser, run_writer, save_nifti, smooth_field
 
 __all__ = ["CHANNELS", "LABELS", "make_brain_mri_phantom", "write_brain_phantom_task", "mni152_dir", "main"]
 
@@ -315,16 +314,10 @@ def write_brain_phantom_task(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m pipelines.phantoms.brain_mr --out DIR --num-cases N --seed S [--spacing MM]``."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.phantoms.brain_mr", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="task folder to write (BraTS layout)")
-    parser.add_argument("--num-cases", type=int, default=16, help="number of cases (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    parser = phantom_parser("brain_mr", __doc__, "task folder to write (BraTS layout)")
     parser.add_argument("--spacing", type=float, default=DEFAULT_SPACING, help="voxel size in mm (default 2)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = write_brain_phantom_task(args.out, args.num_cases, args.seed, args.spacing)
-    logger.info("done: %s", out)
-    return 0
+    return run_writer(lambda: write_brain_phantom_task(args.out, args.num_cases, args.seed, args.spacing), logger)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -53,6 +52,7 @@ from pipelines.phantoms.chest_xray_anatomy import (
     smooth_field_2d,
     soft,
 )
+from pipelines.phantoms.common import phantom_parser, run_writer
 
 __all__ = [
     "CATEGORIES",
@@ -235,19 +235,16 @@ def write_default_dataset(out_dir: str | os.PathLike, num_cases: int = 24, seed:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m pipelines.phantoms.chest_xray --out DIR --num-per-class N --seed S``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.phantoms.chest_xray", description=__doc__.splitlines()[0].rstrip(",")
+    parser = phantom_parser(
+        "chest_xray", __doc__, "folder to write (COVID-19 Radiography Database layout)", "--num-per-class", 24
     )
-    parser.add_argument("--out", required=True, help="folder to write (COVID-19 Radiography Database layout)")
-    parser.add_argument("--num-per-class", type=int, default=24, help="images per class (default 24)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"image size in pixels (default {DEFAULT_SIZE})")
     parser.add_argument("--classes", nargs="+", default=list(CATEGORIES), choices=CATEGORIES, help="classes to write")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = write_chest_xray_phantom_dataset(args.out, args.num_per_class, args.seed, args.size, args.classes)
-    logger.info("done: %s", out)
-    return 0
+    return run_writer(
+        lambda: write_chest_xray_phantom_dataset(args.out, args.num_per_class, args.seed, args.size, args.classes),
+        logger,
+    )
 
 
 if __name__ == "__main__":

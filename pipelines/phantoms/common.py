@@ -5,7 +5,9 @@ Geometry helpers take coordinates in mm, as broadcastable grids of shape (nx,1,1
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import argparse
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -22,6 +24,8 @@ __all__ = [
     "save_nifti",
     "listed_files_exist",
     "AIR_HU",
+    "phantom_parser",
+    "run_writer",
 ]
 
 AIR_HU = -1000.0  # Hounsfield units of air
@@ -103,3 +107,31 @@ def listed_files_exist(out_dir: Path, items: list) -> bool:
             if not p.is_file() or p.stat().st_size == 0:
                 return False
     return True
+
+
+def phantom_parser(
+    module: str, doc: str | None, out_help: str, count: str = "--num-cases", default_count: int = 16
+) -> argparse.ArgumentParser:
+    """The command line every phantom writer shares: ``--out``, a count (``--num-cases``) and ``--seed``.
+
+    Args:
+        module: the module's name under ``pipelines.phantoms`` (``liver_ct``), for the usage line.
+        doc: the module's docstring; its first line describes the command.
+        out_help: what ``--out`` is (the layout written).
+        count: the count option's name.
+        default_count: its default.
+    """
+    description = (doc or "").splitlines()[0].rstrip(",") if doc else None
+    parser = argparse.ArgumentParser(prog=f"python -m pipelines.phantoms.{module}", description=description)
+    parser.add_argument("--out", required=True, help=out_help)
+    what = count.removeprefix("--num-").replace("-", " ")
+    parser.add_argument(count, type=int, default=default_count, help=f"number of {what} (default {default_count})")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    return parser
+
+
+def run_writer(write: Callable[[], Path], logger: logging.Logger) -> int:
+    """Run a phantom writer from its command line, logging where it wrote; returns the exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logger.info("done: %s", write())
+    return 0

@@ -20,7 +20,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -37,6 +36,8 @@ from pipelines.phantoms.common import (
     ellipsoid_radius,
     listed_files_exist,
     paint,
+    phantom_parser,
+    run_writer,
     save_nifti,
     smooth_field,
     superellipse,
@@ -383,10 +384,7 @@ def write_liver_phantom_task(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m pipelines.phantoms.liver_ct --out DIR --num-cases N --seed S``."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.phantoms.liver_ct", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="task folder to write (MSD Task03_Liver layout)")
-    parser.add_argument("--num-cases", type=int, default=12, help="number of cases (default 12)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    parser = phantom_parser("liver_ct", __doc__, "task folder to write (MSD Task03_Liver layout)", default_count=12)
     parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"))
     parser.add_argument("--spacing", type=float, nargs=3, default=list(DEFAULT_SPACING), metavar=("SX", "SY", "SZ"))
     parser.add_argument(
@@ -394,10 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="craniocaudal extent in units of the abdomen (default 0 1; -1 1.6 for a chest-abdomen-pelvis scan)",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = write_liver_phantom_task(args.out, args.num_cases, args.seed, args.shape, args.spacing, args.z_range)
-    logger.info("done: %s", out)
-    return 0
+    return run_writer(
+        lambda: write_liver_phantom_task(args.out, args.num_cases, args.seed, args.shape, args.spacing, args.z_range),
+        logger,
+    )
 
 
 if __name__ == "__main__":

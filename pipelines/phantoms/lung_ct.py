@@ -23,7 +23,6 @@ Command line::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -40,6 +39,8 @@ from pipelines.phantoms.common import (
     case_seed,
     listed_files_exist,
     paint,
+    phantom_parser,
+    run_writer,
     save_nifti,
     smooth_field,
 )
@@ -266,17 +267,13 @@ def write_lung_ct_phantom_task(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m pipelines.phantoms.lung_ct --out DIR --num-cases N --seed S``."""
-    parser = argparse.ArgumentParser(prog="python -m pipelines.phantoms.lung_ct", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", required=True, help="folder to write (COVID-19-20 challenge layout)")
-    parser.add_argument("--num-cases", type=int, default=16, help="number of cases (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    parser = phantom_parser("lung_ct", __doc__, "folder to write (COVID-19-20 challenge layout)")
     parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"))
     parser.add_argument("--spacing", type=float, nargs=3, default=list(DEFAULT_SPACING), metavar=("SX", "SY", "SZ"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    out = write_lung_ct_phantom_task(args.out, args.num_cases, args.seed, args.shape, args.spacing)
-    logger.info("done: %s", out)
-    return 0
+    return run_writer(
+        lambda: write_lung_ct_phantom_task(args.out, args.num_cases, args.seed, args.shape, args.spacing), logger
+    )
 
 
 if __name__ == "__main__":
