@@ -236,7 +236,12 @@ def write_default_dataset(out_dir: str | os.PathLike, num_cases: int = 24, seed:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line: ``python -m pipelines.phantoms.chest_xray --out DIR --num-per-class N --seed S``."""
     parser = phantom_parser(
-        "chest_xray", __doc__, "folder to write (COVID-19 Radiography Database layout)", "--num-per-class", 24
+        "chest_xray",
+        __doc__,
+        "folder to write (COVID-19 Radiography Database layout)",
+        "--num-per-class",
+        24,
+        "images per class",
     )
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"image size in pixels (default {DEFAULT_SIZE})")
     parser.add_argument("--classes", nargs="+", default=list(CATEGORIES), choices=CATEGORIES, help="classes to write")

@@ -110,7 +110,12 @@ def listed_files_exist(out_dir: Path, items: list) -> bool:
 
 
 def phantom_parser(
-    module: str, doc: str | None, out_help: str, count: str = "--num-cases", default_count: int = 16
+    module: str,
+    doc: str | None,
+    out_help: str,
+    count: str = "--num-cases",
+    default_count: int = 16,
+    count_help: str = "number of cases",
 ) -> argparse.ArgumentParser:
     """The command line every phantom writer shares: ``--out``, a count (``--num-cases``) and ``--seed``.
 
@@ -120,12 +125,12 @@ def phantom_parser(
         out_help: what ``--out`` is (the layout written).
         count: the count option's name.
         default_count: its default.
+        count_help: what the count is.
     """
     description = (doc or "").splitlines()[0].rstrip(",") if doc else None
     parser = argparse.ArgumentParser(prog=f"python -m pipelines.phantoms.{module}", description=description)
     parser.add_argument("--out", required=True, help=out_help)
-    what = count.removeprefix("--num-").replace("-", " ")
-    parser.add_argument(count, type=int, default=default_count, help=f"number of {what} (default {default_count})")
+    parser.add_argument(count, type=int, default=default_count, help=f"{count_help} (default {default_count})")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     return parser
 
