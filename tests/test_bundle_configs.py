@@ -113,7 +113,8 @@ def _bundle_run(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProces
         [sys.executable, "-m", "monai.bundle", "run", *args],
         cwd=cwd,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=300,
         env={**__import__("os").environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
     )

@@ -33,7 +33,8 @@ def _bundle_run(stage: str, overrides: dict) -> subprocess.CompletedProcess:
         command + _arguments(overrides),
         cwd=REPO_ROOT,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=600,
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
     )

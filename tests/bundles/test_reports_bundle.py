@@ -89,7 +89,9 @@ def _chromium(args: list[str], home: Path) -> subprocess.CompletedProcess:
     profile = home / "chromium-profile"
     command = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args]
     env = {**os.environ, "HOME": str(home)}
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=True)
+    return subprocess.run(
+        command, capture_output=True, encoding="utf-8", errors="replace", timeout=120, env=env, check=True
+    )  # utf-8 whatever the locale: CI runs with none (ASCII)
 
 
 @needs_chromium
