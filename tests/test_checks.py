@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from pipelines.validation.checks import main, validate_datalist
 from pipelines.validation.errors import DataError
-from pipelines.validation.volume_checks import check_pair, check_volume
+from pipelines.validation.volume_checks import check_pair, check_volume, count_channels
 
 SHAPE = (12, 10, 6)
 AFFINE = np.diag([1.5, 1.5, 2.5, 1.0])
@@ -367,3 +367,13 @@ def test_cli_label_values_and_modality(tmp_path, capsys):
     raw = _nifti(tmp_path / "raw.nii.gz", np.full(SHAPE, 3000, np.int16))
     assert main([str(raw), "--modality", "CT"]) == 1
     assert f"{raw}: all voxels are 3000" in capsys.readouterr().out
+
+
+def test_count_channels_reads_headers(tmp_path):
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.int16), AFFINE), tmp_path / "ct.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 4), np.float32), AFFINE), tmp_path / "mr.nii.gz")
+    sitk.WriteImage(sitk.Image([4, 4, 3], sitk.sitkVectorFloat32, 3), str(tmp_path / "rgb.nrrd"))
+    (tmp_path / "broken.nrrd").write_text("not an image")
+    assert [count_channels(tmp_path / f) for f in ("ct.nii.gz", "mr.nii.gz", "rgb.nrrd")] == [1, 4, 3]
+    with pytest.raises(ValueError, match="cannot read the image header"):
+        count_channels(tmp_path / "broken.nrrd")

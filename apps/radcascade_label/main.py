@@ -18,11 +18,17 @@ Each workflow ``w`` gives the infer models ``w`` (the cascade) and ``w_full``, a
 from __future__ import annotations
 
 import logging
+import os
 
+from fastapi import HTTPException
 from lib.bundles import AppConf, BundleInfo
 from lib.infers import BundleSegmentation
+from lib.request_checks import RequestProblem, check_model_name, check_uploaded_image
 from lib.trainers import BundleTrainer
+from monailabel.config import settings
+from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
 from monailabel.interfaces.tasks.infer_v2 import InferTask
 from monailabel.interfaces.tasks.strategy import Strategy
 from monailabel.interfaces.tasks.train import TrainTask
@@ -34,6 +40,18 @@ from pipelines.validation.path_safety import as_bool
 logger = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
+
+
+class CheckedLocalDatastore(LocalDatastore):
+    """MONAI Label's local datastore (the studies folder) that refuses uploads which are no readable image, with an
+    HTTP 415 or 422 and a one-line reason, instead of storing them for a later request to fail on."""
+
+    def add_image(self, image_id: str, image_filename: str, image_info: dict) -> str:
+        try:
+            check_uploaded_image(image_filename, shown=f"upload {image_id or os.path.basename(image_filename)!r}")
+        except RequestProblem as problem:
+            raise HTTPException(status_code=problem.status, detail=problem.reason) from None
+        return super().add_image(image_id, image_filename, image_info)
 
 
 class RadcascadeApp(MONAILabelApp):
@@ -53,6 +71,33 @@ class RadcascadeApp(MONAILabelApp):
             description="radcascade bundles: slice-classifier-gated 3D segmentation (" + ", ".join(self.bundles) + ")",
             version=VERSION,
         )
+
+    def init_datastore(self) -> Datastore:
+        if self.studies.startswith(("http://", "https://")):  # DICOMweb, XNAT, DSA: MONAI Label's own
+            return super().init_datastore()
+        return CheckedLocalDatastore(
+            self.studies,
+            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def infer(self, request, datastore=None):
+        """MONAI Label's ``infer``, after refusing an unknown model or image id with HTTP 404 and a one-line reason
+        (MONAI Label itself answers both with a 500 and a traceback in the log)."""
+        try:
+            check_model_name(request.get("model"), self._infers)
+        except RequestProblem as problem:
+            raise HTTPException(status_code=problem.status, detail=problem.reason) from None
+        image = request.get("image")
+        if isinstance(image, str) and not os.path.exists(image):
+            if not (datastore or self.datastore()).get_image_uri(image):
+                raise HTTPException(
+                    status_code=404,
+                    detail=f"no image {image!r} in the datastore ({self.studies}): upload it (PUT /datastore/?image="
+                    f"{image}) or pick one of GET /datastore/",
+                )
+        return super().infer(request, datastore)
 
     def init_infers(self) -> dict[str, InferTask]:
         infers: dict[str, InferTask] = {}

@@ -16,7 +16,7 @@ import numpy as np
 from pipelines.validation.dicom_checks import dicom_series_problems
 from pipelines.validation.errors import short_error
 
-__all__ = ["intensity_problems", "label_value_problems", "check_volume", "check_pair"]
+__all__ = ["count_channels", "intensity_problems", "label_value_problems", "check_volume", "check_pair"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 CT_HU_RANGE = (-1100.0, 4000.0)  # where the body of a CT in Hounsfield units lies (metal and padding aside)
@@ -220,6 +220,29 @@ def _hounsfield_problems(values: np.ndarray, low: float, high: float) -> list[st
             f"within about [{CT_HU_RANGE[0]:g}, {CT_HU_RANGE[1]:g}]"
         ]
     return []
+
+
+def count_channels(path: str | os.PathLike) -> int:
+    """Channels of the image file ``path`` from its header: 1 for a 3D volume, C for a 4D ``(X, Y, Z, C)`` NIfTI.
+
+    Raises:
+        ValueError: when the file cannot be read as an image.
+    """
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    path = str(path)
+    try:
+        if path.lower().endswith(NIFTI_SUFFIXES):
+            shape = nib.load(path).shape
+            return int(np.prod(shape[3:])) if len(shape) > 3 else 1
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(path)
+        reader.ReadImageInformation()
+        size = reader.GetSize()
+        return int(reader.GetNumberOfComponents() * (np.prod(size[3:]) if len(size) > 3 else 1))
+    except Exception as e:  # nibabel and SimpleITK raise their own types
+        raise ValueError(f"{path}: cannot read the image header ({e})") from e
 
 
 def intensity_problems(data, modality: str | None) -> list[str]:

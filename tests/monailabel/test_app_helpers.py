@@ -117,16 +117,6 @@ def test_split_channels_writes_one_file_per_sequence(tmp_path):
         bundles.split_channels(tmp_path / "study.nii.gz", tmp_path / "split", ["flair", "t1"])
 
 
-def test_count_channels_reads_headers(tmp_path):
-    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3), np.int16), AFFINE), tmp_path / "ct.nii.gz")
-    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 4), np.float32), AFFINE), tmp_path / "mr.nii.gz")
-    sitk.WriteImage(sitk.Image([4, 4, 3], sitk.sitkVectorFloat32, 3), str(tmp_path / "rgb.nrrd"))
-    (tmp_path / "broken.nrrd").write_text("not an image")
-    assert [bundles.count_channels(tmp_path / f) for f in ("ct.nii.gz", "mr.nii.gz", "rgb.nrrd")] == [1, 4, 3]
-    with pytest.raises(ValueError, match="cannot read the image header"):
-        bundles.count_channels(tmp_path / "broken.nrrd")
-
-
 def test_write_label_volume_writes_uint8_with_the_affine(tmp_path):
     values = torch.randint(0, 3, (1, 2, 3, 4), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
     mask = MetaTensor(values, affine=torch.as_tensor(AFFINE))  # (1, X, Y, Z), as Segmenter returns it

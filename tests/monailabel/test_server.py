@@ -348,3 +348,78 @@ def test_a_real_ct_uploaded_as_slicer_does_gets_a_liver_mask_on_its_grid(server,
         assert status == 200, f"{params}\n{server.tail()}"
         assert params["label_names"] == LIVER_CLASSES
         _assert_label_volume(data, REAL_CT, {0, 1, 2}, tmp_path)
+
+
+def _write_random_weights(server: Server, workflow: str) -> None:
+    """``model.pt`` and ``classifier.pt`` for ``workflow``'s networks (shrunk as the server's), freshly initialised:
+    enough to check the serving path, not the accuracy. Written to a temporary name, then renamed."""
+    import torch
+
+    from pipelines.workflows import get_workflow
+
+    parser = get_workflow(workflow).config_parser("inference", dict(SHRINK))
+    folder = server.ckpt_root / workflow
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, network in (("model.pt", "network_def"), ("classifier.pt", "classifier_def")):
+        torch.save(parser.get_parsed_content(network).state_dict(), folder / f"{name}.part")
+        os.replace(folder / f"{name}.part", folder / name)
+
+
+def test_lung_serves_a_ct_volume_on_its_geometry(server, tmp_path):
+    """The lung models (weights written here, after the 409 test above) return a lesion mask on the CT's grid."""
+    _write_random_weights(server, "lung")
+    for model in ("lung", "lung_full"):
+        status, params, data = server.infer(model, "liver_0")
+        assert status == 200, f"{params}\n{server.tail()}"
+        assert params["label_names"] == {"lesion": 1}
+        _assert_label_volume(data, server.studies / "liver_0.nii.gz", {0, 1}, tmp_path)
+
+
+def _assert_refused(response, status: int, *phrases: str) -> str:
+    code, _, data = response
+    text = data.decode(errors="replace")
+    assert code == status, text
+    reason = json.loads(text)["detail"]
+    assert "\n" not in reason and "Traceback" not in reason
+    for phrase in phrases:
+        assert phrase in reason, reason
+    return reason
+
+
+def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(server, tmp_path):
+    body, content_type = _multipart({"params": "{}"}, {})
+    _assert_refused(server.request("POST", "/infer/kidney?image=liver_0", body, content_type), 404, "'kidney'", "liver")
+    _assert_refused(server.request("POST", "/infer/liver?image=nobody", body, content_type), 404, "'nobody'")
+
+    notes = tmp_path / "notes.nii.gz"
+    notes.write_text("minutes of the tumour board")
+    body, content_type = _multipart({"params": "{}"}, {"file": notes})
+    response = server.request("PUT", "/datastore/?image=notes", body, content_type)
+    _assert_refused(response, 415, "'notes'", "not an image")
+    assert "notes" not in server.json("GET", "/datastore/?output=all")["objects"]
+
+    blank = tmp_path / "blank.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((32, 32, 12), -1000, np.int16), np.diag([4.0, 4.0, 6.0, 1.0])), blank)
+    body, content_type = _multipart({"params": "{}"}, {"file": blank})
+    assert server.request("PUT", "/datastore/?image=blank", body, content_type)[0] == 200  # a readable image
+    body, content_type = _multipart({"params": "{}"}, {})
+    for model in ("lung", "lung_full"):
+        response = server.request("POST", f"/infer/{model}?image=blank", body, content_type)
+        _assert_refused(response, 422, "all voxels are -1000")
+    assert server.json("GET", "/info/")["name"] == "radcascade"
+
+
+def test_delete_train_stops_a_running_training_and_the_models_still_serve(server, trained, trained_brain, tmp_path):
+    """Slicer's "Stop": ``DELETE /train/`` while a long training runs; the checkpoint in use stays loadable."""
+    request = {"max_epochs": 50, "classifier_max_epochs": 1, "val_split": 0.25, "overrides": TRAIN_OVERRIDES}
+    started = server.json("POST", "/train/liver", request)
+    t0 = time.perf_counter()
+    while server.json("GET", "/train/").get("status") != "RUNNING" or time.perf_counter() - t0 < 5.0:
+        assert time.perf_counter() - t0 < 120, server.tail()
+        time.sleep(1.0)
+    stopped = server.json("DELETE", "/train/")
+    assert stopped["id"] == started["id"] and stopped["status"] == "STOPPED"
+    assert server.json("GET", "/train/")["status"] == "STOPPED"
+    status, params, data = server.infer("liver", "liver_3")
+    assert status == 200, f"{params}\n{server.tail()}"
+    _assert_label_volume(data, server.studies / "liver_3.nii.gz", {0, 1, 2}, tmp_path)

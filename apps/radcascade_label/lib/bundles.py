@@ -33,7 +33,6 @@ __all__ = [
     "remap_label_file",
     "split_channels",
     "split_cases",
-    "count_channels",
     "write_label_volume",
     "run_bundle_stage",
 ]
@@ -150,6 +149,7 @@ class BundleInfo:
         label_values: the value on disk (and in the served label volumes) of each class.
         in_channels: input channels of the network (4 for the brain: FLAIR, T1, T1ce, T2).
         sequences: the channels' names when the bundle declares them (``sequences``), else empty.
+        modality: the images' modality (``CT``, ``MR``), which the input checks hold the images to.
         ckpt_dir: where ``model.pt`` and ``classifier.pt`` are read and written.
         max_epochs: the segmenter's default number of epochs (``train.yaml``).
         classifier_max_epochs: the slice classifier's (``train_classifier.yaml``).
@@ -161,6 +161,7 @@ class BundleInfo:
     label_values: tuple[int, ...]
     in_channels: int
     sequences: tuple[str, ...]
+    modality: str
     ckpt_dir: Path
     max_epochs: int
     classifier_max_epochs: int
@@ -190,6 +191,7 @@ class BundleInfo:
             label_values=values,
             in_channels=int(infer.get_parsed_content("in_channels")),
             sequences=sequences,
+            modality=str(infer.get_parsed_content("modality")) if "modality" in infer else workflow.modality,
             ckpt_dir=Path(infer.get_parsed_content("ckpt_dir")),
             max_epochs=int(parser_of("train").get_parsed_content("max_epochs")),
             classifier_max_epochs=classifier_epochs,
@@ -306,26 +308,6 @@ def split_cases(ids: Sequence[str], val_split: float, seed: int = 0) -> tuple[li
     random.Random(seed).shuffle(ids)
     n_val = min(len(ids) - 1, max(1, round(len(ids) * float(val_split))))
     return sorted(ids[n_val:]), sorted(ids[:n_val])
-
-
-def count_channels(path: str | os.PathLike) -> int:
-    """Channels of the image file ``path`` from its header: 1 for a 3D volume, C for a 4D ``(X, Y, Z, C)`` NIfTI.
-
-    Raises:
-        ValueError: when the file cannot be read as an image.
-    """
-    path = str(path)
-    try:
-        if path.lower().endswith((".nii", ".nii.gz")):
-            shape = nib.load(path).shape
-            return int(np.prod(shape[3:])) if len(shape) > 3 else 1
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(path)
-        reader.ReadImageInformation()
-        size = reader.GetSize()
-        return int(reader.GetNumberOfComponents() * (np.prod(size[3:]) if len(size) > 3 else 1))
-    except Exception as e:  # nibabel and SimpleITK raise their own types
-        raise ValueError(f"{path}: cannot read the image header ({e})") from e
 
 
 def write_label_volume(mask, affine, path: str | os.PathLike) -> Path:

@@ -19,7 +19,8 @@ from typing import Any
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from lib.bundles import AppConf, BundleInfo, count_channels, write_label_volume
+from lib.bundles import AppConf, BundleInfo, write_label_volume
+from lib.request_checks import RequestProblem, check_image_for_model
 from pipelines.api import Segmenter
 
 __all__ = ["BundleSegmentation"]
@@ -31,8 +32,9 @@ class BundleSegmentation(InferTask):
     """Automatic segmentation of a whole volume by one bundle, as Slicer's "Auto Segmentation" runs it.
 
     The models load on the first request and again whenever a checkpoint file changes (after a training run).
-    Without a checkpoint the request fails with HTTP 409 and a message saying how to get one; an image with the
-    wrong number of channels fails with HTTP 422.
+    Without a checkpoint the request fails with HTTP 409 and a message saying how to get one; an image the model
+    cannot segment (the wrong number of channels, a blank volume, a CT not in Hounsfield units) with HTTP 422
+    (:func:`lib.request_checks.check_image_for_model`).
 
     Args:
         bundle: the served workflow.
@@ -94,19 +96,16 @@ class BundleSegmentation(InferTask):
         return self._segmenter
 
     def _check_image(self, image) -> str:
-        if not isinstance(image, str) or not os.path.exists(image):
-            raise HTTPException(status_code=422, detail=f"{self.bundle.name}: image {image!r} not found")
+        if not isinstance(image, str):
+            raise HTTPException(status_code=422, detail=f"{self.bundle.name}: give the image as a path or datastore id")
         try:
-            channels = count_channels(image)
-        except ValueError as e:
-            raise HTTPException(status_code=422, detail=f"{self.bundle.name}: {e}") from e
-        if channels != self.bundle.in_channels:
-            sequences = f" ({', '.join(self.bundle.sequences)}, in that order)" if self.bundle.sequences else ""
-            raise HTTPException(
-                status_code=422,
-                detail=f"{self.bundle.name} takes {self.bundle.in_channels}-channel images{sequences}, "
-                f"{os.path.basename(image)} has {channels}; a multi-sequence study is one 4D NIfTI (X, Y, Z, C)",
-            )
+            check_image_for_model(image, self.bundle.name, self.bundle.in_channels, self.bundle.modality)
+        except RequestProblem as problem:
+            reason = problem.reason
+            if self.bundle.sequences and "-channel images" in reason:
+                reason += f" ({', '.join(self.bundle.sequences)}, in that order; a multi-sequence study is one 4D "
+                reason += "NIfTI (X, Y, Z, C))"
+            raise HTTPException(status_code=problem.status, detail=reason) from None
         return image
 
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:

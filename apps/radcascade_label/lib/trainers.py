@@ -24,7 +24,6 @@ from lib.bundles import (
     AppConf,
     BundleInfo,
     as_dict,
-    count_channels,
     label_value_map,
     remap_label_file,
     run_bundle_stage,
@@ -34,6 +33,7 @@ from lib.bundles import (
 from pipelines.io.atomic import write_json_atomic
 from pipelines.runner import best_validation_metric
 from pipelines.validation.path_safety import as_bool
+from pipelines.validation.volume_checks import count_channels
 
 __all__ = ["BundleTrainer"]
 
