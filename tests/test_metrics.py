@@ -68,3 +68,32 @@ def test_region_dice_handlers_names_and_rejects_background():
     assert list(handlers) == ["test_whole_tumour_dice", "test_enhancing_dice"]
     with pytest.raises(ValueError, match="foreground"):
         region_dice_handlers("test_", {"all": [0, 1]})
+
+
+def test_quiet_metrics_saver_writes_nan_summaries_without_numpy_warnings(tmp_path):
+    """A class without a value in any case (no tumour anywhere) summarises to nan, with no RuntimeWarning."""
+    import warnings
+
+    import numpy as np
+    from ignite.engine import Engine, Events
+
+    from pipelines.evaluation.metrics import QuietMetricsSaver
+
+    engine = Engine(lambda e, b: None)
+
+    @engine.on(Events.ITERATION_COMPLETED)
+    def _details(e):
+        e.state.metrics = {"test_hd95_mm": 12.5}
+        e.state.metric_details = {"test_hd95_mm": torch.tensor([[12.0, float("nan")], [13.0, float("nan")]])}
+
+    names = [{"filename_or_obj": "case_a.nii.gz"}, {"filename_or_obj": "case_b.nii.gz"}]
+    saver = QuietMetricsSaver(
+        save_dir=str(tmp_path), metrics="*", metric_details="*", summary_ops="*", batch_transform=lambda b: b
+    )
+    saver.attach(engine)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        engine.run([names], max_epochs=1)
+    rows = (tmp_path / "test_hd95_mm_summary.csv").read_text().splitlines()
+    assert rows[0].startswith("class,mean") and rows[1].startswith("class0,12.5")
+    assert np.isnan(float(rows[2].split(",")[1]))  # class1 mean

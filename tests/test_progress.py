@@ -41,3 +41,25 @@ def test_the_closing_table_reads_each_stages_figures(tmp_path):
     assert table[0].split() == ["stage", "time", "figures", "outputs"]
     assert table[3].startswith("evaluate  1:15  mean_dice 0.710, liver_dice 0.900")
     assert table[3].endswith(str(tmp_path / "eval" / "report.html"))
+
+
+def test_console_to_log_keeps_the_console_for_progress_lines_only(tmp_path, capsys):
+    import logging
+    import sys
+
+    from pipelines.cli.progress import console_to_log
+
+    root = logging.getLogger()
+    before = root.handlers[:], root.level
+    with console_to_log(tmp_path / "demo.log") as write:
+        logging.getLogger("monai.engine").info("Epoch: 1/25, Iter: 1/5 -- train_loss: 2.05")
+        logging.getLogger("mlflow.store").info("Creating initial MLflow database tables...")
+        print("Loading dataset: 100%")
+        print("a library's warning", file=sys.stderr)  # where warnings.showwarning writes
+        write("[liver train] epoch 1/25  0:10 elapsed, ETA 3:54")
+    console = capsys.readouterr()
+    assert console.out == "[liver train] epoch 1/25  0:10 elapsed, ETA 3:54\n" and console.err == ""
+    log = (tmp_path / "demo.log").read_text()
+    for line in ("train_loss: 2.05", "Creating initial MLflow", "Loading dataset", "a library's warning"):
+        assert line in log
+    assert (root.handlers, root.level) == before

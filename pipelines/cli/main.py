@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.cli.config_checks import check_overrides, load_stage_config, validate_workflow
-from pipelines.cli.progress import StageProgress, StageRow, format_table, stage_row
+from pipelines.cli.progress import StageProgress, StageRow, console_to_log, format_table, stage_row
 from pipelines.runner import run_stage
 from pipelines.validation.errors import find_data_error
 from pipelines.workflows import REPO_ROOT, STAGES, WORKFLOWS, get_workflow, prepare_default_data
@@ -108,17 +108,23 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
         **(overrides or {}),
     }
     start = time.perf_counter()
-    prepare_default_data(name)
-    rows = [
-        StageRow("prepare", time.perf_counter() - start, "default data ready", str(REPO_ROOT / workflow.default_data))
-    ]
-    for stage in DEMO_STAGES:
-        if stage not in workflow.stages:
-            continue
-        t0 = time.perf_counter()
-        progress = StageProgress(f"{name} {stage}")
-        finished = run_stage(name, stage, common, after_initialize=progress.attach_to)
-        rows.append(stage_row(stage, time.perf_counter() - t0, finished, out))
+    log_path = out / "demo.log"
+    print(f"{name} demo: the stages' full log goes to {log_path}", flush=True)
+    with console_to_log(log_path) as write:
+        prepare_default_data(name)
+        data = str(REPO_ROOT / workflow.default_data)
+        rows = [StageRow("prepare", time.perf_counter() - start, "default data ready", data)]
+        for stage in DEMO_STAGES:
+            if stage not in workflow.stages:
+                continue
+            t0 = time.perf_counter()
+            progress = StageProgress(f"{name} {stage}", write=write)
+            try:
+                finished = run_stage(name, stage, common, logging_file=False, after_initialize=progress.attach_to)
+            except Exception:
+                write(f"[{name} {stage}] failed; the stages' full log: {log_path}")
+                raise
+            rows.append(stage_row(stage, time.perf_counter() - t0, finished, out))
     from monai.bundle import ConfigParser
 
     from pipelines.training.tracking import default_tracking_uri
@@ -134,7 +140,8 @@ def run_demo(name: str, overrides: dict | None = None, output_dir: str | None = 
     }
     print(f"\n{name} demo finished in {time.perf_counter() - start:.0f} s\n")
     print(format_table(rows))
-    print(f"\nMLflow runs: mlflow ui --backend-store-uri {results['mlflow_uri']}")
+    print(f"\nFull log: {log_path}")
+    print(f"MLflow runs: mlflow ui --backend-store-uri {results['mlflow_uri']}")
     print(f"             then open {MLFLOW_UI_URL}")
     return results
 

@@ -1,18 +1,21 @@
 """What ``radcascade demo`` shows while it runs and when it ends: one line per epoch (training) or case (evaluation,
 inference) with the time elapsed and the time left, then a table of the stages with their time, their figures
-and where their outputs are."""
+and where their outputs are. Everything else the stages print or log goes to a log file (:func:`console_to_log`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.runner import best_validation_metric
 
-__all__ = ["StageProgress", "StageRow", "stage_row", "format_table"]
+__all__ = ["StageProgress", "StageRow", "stage_row", "format_table", "console_to_log"]
 
 # The engine whose progress a stage reports, and its unit: trainers by epoch, evaluators by case.
 _ENGINES = (("train#trainer", "epoch"), ("validate#evaluator", "case"), ("evaluator", "case"))
@@ -59,6 +62,40 @@ class StageProgress:
         elapsed = time.perf_counter() - self.start
         eta = f", ETA {_clock(elapsed / done * (total - done))}" if done and total else ""
         self.write(f"[{self.label}] {unit} {done}/{total}  {_clock(elapsed)} elapsed{eta}")
+
+
+@contextlib.contextmanager
+def console_to_log(path: str | Path) -> Iterator[Callable[[str], None]]:
+    """Send what the stages print and log (library INFO lines, progress bars, warnings) to the file ``path``
+    (appended), and yield a ``write(line)`` that still reaches the console, for the progress lines.
+
+    The root logger, and MLflow's (which has its own console handler), write to the file at INFO for the duration;
+    their handlers and levels are restored afterwards. Run the stages with ``logging_file=False`` so that the
+    bundle's ``logging.conf`` leaves this set-up alone.
+    """
+    import mlflow  # noqa: F401  (configures its logger on import: before its handlers are swapped)
+
+    console = sys.stdout
+
+    def write(line: str) -> None:
+        print(line, file=console, flush=True)
+
+    loggers = [logging.getLogger(), logging.getLogger("mlflow")]
+    saved = [(logger.handlers[:], logger.level) for logger in loggers]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as log:
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(levelname)s - %(message)s"))
+        for logger in loggers:
+            logger.handlers[:] = [handler]
+            logger.setLevel(logging.INFO)
+        try:
+            with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                yield write
+        finally:
+            for logger, (handlers, level) in zip(loggers, saved, strict=True):
+                logger.handlers[:] = handlers
+                logger.setLevel(level)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ _SUBMODULES = (
     "batch_digests",
     "distributed",
     "gradients",
+    "model_registry",
     "random_state",
     "resumable_run",
     "resume",

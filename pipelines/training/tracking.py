@@ -45,7 +45,17 @@ class TrackedRunHandler(MLFlowHandler):
     MONAI's handler closes the run only on ``COMPLETED``, so a crash would leave it RUNNING forever (and a later
     handler without a run name would even resume it). Attach this handler before ``StatsHandler``: ignite calls
     the ``EXCEPTION_RAISED`` handlers in order and the first to re-raise ends the chain.
+
+    Args:
+        model_registration: a :class:`pipelines.training.model_registry.ModelRegistration` to run when the run
+            completes (the inference stage registers its segmenter); a failure there is logged, not raised: the
+            stage's outputs are written by then.
+        **kwargs: ``MLFlowHandler``'s arguments.
     """
+
+    def __init__(self, *args, model_registration=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.model_registration = model_registration
 
     def attach(self, engine: Engine) -> None:
         """Attach MONAI's MLflow events plus the failure event."""
@@ -95,6 +105,12 @@ class TrackedRunHandler(MLFlowHandler):
                 self.client.log_artifact(self.cur_run.info.run_id, str(path))
             elif os.path.isdir(path):
                 self.client.log_artifacts(self.cur_run.info.run_id, str(path), artifact_path=Path(path).name)
+        if self.model_registration is not None:
+            try:
+                self.model_registration.log(self.client, self.cur_run.info.run_id)
+            except Exception as error:  # the predictions are written: a registry problem must not fail the stage
+                logger.warning("the model was not registered in MLflow: %s", error)
+                self.client.set_tag(self.cur_run.info.run_id, "model_registration_error", str(error)[:500])
 
     def fail(self, engine: Engine, error: BaseException) -> None:
         """Mark the current run FAILED, release the store, and re-raise ``error``."""
