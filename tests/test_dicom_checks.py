@@ -101,7 +101,8 @@ def test_mixed_series(tmp_path):
     _series(folder, _grid(2), series_uid="1.2.3.5", prefix="scout")
     problems = dicom_series_problems(folder)
     assert problems == [
-        f"{folder}: 2 series in one folder: 1.2.3.4 (4 files), 1.2.3.5 (2 files); put each series in its own folder"
+        f"{folder}: 2 image series in one folder: 1.2.3.4 (4 files); 1.2.3.5 (2 files); put each series in its own "
+        "folder"
     ]
 
 

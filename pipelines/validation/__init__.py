@@ -8,6 +8,7 @@ from pipelines._lazy import lazy_getattr
 _SUBMODULES = (
     "checks",
     "dicom_checks",
+    "dicom_objects",
     "errors",
     "path_safety",
     "volume_checks",

@@ -5,12 +5,18 @@ A folder read as one volume must hold one series whose slices are evenly spaced 
 volume it returns has the wrong geometry. These checks read each file's header only (pydicom, pixel data
 deferred), so they cost little even on a large series.
 
+Files are grouped into series as dcm2niix and SimpleITK group them: by SeriesInstanceUID where it has a value, else
+(anonymisers often blank the UIDs) by study, series number, frame of reference, orientation and image size.
+Objects that are not images (SEG, RTSTRUCT, SR, presentation states...: :mod:`pipelines.validation.dicom_objects`)
+are skipped, not counted as slices or as another series.
+
 ``z`` in the messages is the position along the slice normal (the cross product of the row and column directions
 of ``ImageOrientationPatient``), in mm: the patient's z for an axial series.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -19,12 +25,24 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SliceGaps", "find_slice_gaps", "missing_slice_positions", "dicom_series_problems"]
+from pipelines.validation.dicom_objects import describe_dataset
+
+__all__ = [
+    "SliceGaps",
+    "find_slice_gaps",
+    "missing_slice_positions",
+    "dicom_series_problems",
+    "dicom_file_problems",
+    "image_series_files",
+]
+
+logger = logging.getLogger(__name__)
 
 SKIPPED_FILES = ("DICOMDIR", "Thumbs.db", "desktop.ini")  # files a DICOM export or a file browser leaves behind
 POSITION_ATOL = 0.01  # mm: positions closer than this are the same position
 SPACING_RTOL = 0.01  # steps within 1% (and POSITION_ATOL) of the slice spacing are regular
 MAX_LISTED = 5  # gaps / uneven steps listed one by one; the rest are counted
+MAX_TILT_DEGREES = 0.5  # slices stepping further than this off their normal: a tilted gantry
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
@@ -103,11 +121,13 @@ class _Header:
     """The header fields the series checks use, from one file."""
 
     path: Path
-    series: str
+    series: str  # the series' key: its SeriesInstanceUID, or the attributes that stand in for a blank one
     orientation: np.ndarray | None
     position: np.ndarray | None
     size: tuple[int, int]
     frames: int
+    description: str = ""
+    tilt: str = ""  # GantryDetectorTilt as written, when not 0
 
 
 def _series_files(folder: Path) -> list[Path]:
@@ -156,35 +176,112 @@ def _floats(dataset, keyword: str, count: int) -> np.ndarray | None:
     return array if array is not None and array.size == count and np.all(np.isfinite(array)) else None
 
 
-def _header(path: Path, problems: list[str]) -> _Header | None:
-    """Read one file's header; on failure append the problem and return None."""
+def _corrupt_header(path: Path, exc: BaseException) -> str:
+    return f"{path}: the DICOM header cannot be read: the file is truncated or corrupt ({type(exc).__name__})"
+
+
+def _series_key(dataset, orientation: np.ndarray | None, size: tuple[int, int]) -> str:
+    """SeriesInstanceUID, or, when it is blank, what dcm2niix and GDCM group such files by."""
+    uid = str(dataset.get("SeriesInstanceUID", "") or "")
+    if uid:
+        return uid
+    parts = [
+        f"study {dataset.get('StudyInstanceUID', '') or '(blank)'}",
+        f"series number {dataset.get('SeriesNumber', '') or '(blank)'}",
+        f"frame of reference {dataset.get('FrameOfReferenceUID', '') or '(blank)'}",
+        f"orientation {_fmt(np.round(orientation, 3)) if orientation is not None else '(none)'}",
+        f"{size[0]}x{size[1]}",
+    ]
+    return "no SeriesInstanceUID: " + ", ".join(parts)
+
+
+def _header(path: Path, problems: list[str], skipped: list[tuple[Path, str]] | None = None) -> _Header | None:
+    """Read one file's header. A non-image object goes to ``skipped`` as ``(path, what it is)``; on a problem, the
+    problem goes to ``problems``; both return None."""
     from pydicom.errors import InvalidDicomError
 
     try:
         dataset = _read_header(path)
+        info = describe_dataset(dataset)
+        if info.kind is not None:
+            if skipped is not None:
+                skipped.append((path, info.kind))
+            return None
         pixel_problem = _pixel_problem(path, dataset)
-        series = str(dataset.get("SeriesInstanceUID", "") or "")
+        orientation = _floats(dataset, "ImageOrientationPatient", 6)
+        size = (int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0))
+        tilt = str(dataset.get("GantryDetectorTilt", "") or "")
         header = _Header(
             path=path,
-            series=series,
-            orientation=_floats(dataset, "ImageOrientationPatient", 6),
+            series=_series_key(dataset, orientation, size),
+            orientation=orientation,
             position=_floats(dataset, "ImagePositionPatient", 3),
-            size=(int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)),
+            size=size,
             frames=int(dataset.get("NumberOfFrames", 1) or 1),
+            description=str(dataset.get("SeriesDescription", "") or ""),
+            tilt="" if tilt in ("0", "0.0", "-0") else tilt,
         )
     except InvalidDicomError:
         problems.append(f"{path}: is not a DICOM file; a series folder must hold only the series' files")
         return None
     except Exception as exc:  # pydicom raises EOFError, struct.error, ValueError, OSError... on broken files
-        problems.append(f"{path}: cannot be read as DICOM: {type(exc).__name__}: {' '.join(str(exc).split())[:120]}")
+        problems.append(_corrupt_header(path, exc))
         return None
     if pixel_problem:
         problems.append(pixel_problem)
         return None
-    if not series:
-        problems.append(f"{path}: has no SeriesInstanceUID")
-        return None
     return header
+
+
+def _scan(folder: Path) -> tuple[list[_Header], list[str], list[tuple[Path, str]]]:
+    """The image headers of ``folder``'s files, the problems met reading them, and the non-image objects skipped."""
+    problems: list[str] = []
+    skipped: list[tuple[Path, str]] = []
+    headers = [h for h in (_header(path, problems, skipped) for path in _series_files(folder)) if h is not None]
+    if skipped:
+        kinds = Counter(kind for _, kind in skipped)
+        logger.info("%s: skipped %s", folder, ", ".join(f"{n} {kind}" for kind, n in kinds.items()))
+    return headers, problems, skipped
+
+
+def dicom_file_problems(path: str | os.PathLike, expect_ndim: int = 3) -> list[str] | None:
+    """Problems of a single DICOM file given as an image; None when ``path`` is not a DICOM file.
+
+    Names what a non-image object is (a DICOM SEG, RTSTRUCT, SR...), a file without pixel data, truncated pixel
+    data, a colour image, and a single slice given where a volume is expected (``expect_ndim`` 3).
+    """
+    from pydicom.errors import InvalidDicomError
+
+    path = Path(path)
+    try:
+        dataset = _read_header(path)
+    except InvalidDicomError:
+        return None
+    except Exception as exc:  # EOFError, struct.error, ValueError, OSError... on broken files
+        return [_corrupt_header(path, exc)]
+    info = describe_dataset(dataset)
+    if info.kind is not None:
+        return [f"{path}: is {info.kind}, not an image; give the image series it refers to"]
+    if not info.has_pixels:
+        what = f"SOP class {info.sop_class_uid}" if info.sop_class_uid else "no SOP class"
+        return [f"{path}: holds no pixel data ({what}): not an image"]
+    pixel_problem = _pixel_problem(path, dataset)
+    if pixel_problem:
+        return [pixel_problem]
+    if not info.rows or not info.columns:
+        return [f"{path}: has pixel data but no image size (Rows, Columns): not a readable image"]
+    if info.samples_per_pixel > 1:
+        modality = f"{info.modality} " if info.modality else ""
+        return [
+            f"{path}: is a colour {modality}image ({info.photometric or 'colour'}, {info.samples_per_pixel} samples "
+            "per pixel); expected a greyscale image such as a CT or MR"
+        ]
+    if expect_ndim == 3 and info.frames == 1:
+        return [
+            f"{path}: is a single {info.rows}x{info.columns} slice, not a volume; give the folder that holds the "
+            "whole series (one file per slice)"
+        ]
+    return []
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -199,8 +296,13 @@ def _mixed_series_problem(folder: Path, headers: list[_Header]) -> str | None:
     counts = Counter(h.series for h in headers)
     if len(counts) < 2:
         return None
-    listed = ", ".join(f"{uid} ({n} file{'s' if n != 1 else ''})" for uid, n in counts.most_common())
-    return f"{folder}: {len(counts)} series in one folder: {listed}; put each series in its own folder"
+    described = {h.series: h.description for h in headers}
+
+    def name(key: str) -> str:
+        return f'"{described[key]}" ' if described[key] else ""
+
+    listed = "; ".join(f"{name(key)}{key} ({n} file{'s' if n != 1 else ''})" for key, n in counts.most_common())
+    return f"{folder}: {len(counts)} image series in one folder: {listed}; put each series in its own folder"
 
 
 def _consistency_problems(folder: Path, headers: list[_Header]) -> list[str]:
@@ -255,6 +357,9 @@ def _position_problems(folder: Path, headers: list[_Header]) -> list[str]:
                     "expected one slice per position (a duplicated slice?)"
                 )
             start = i
+    tilt = _tilt_problem(folder, headers, normal)
+    if tilt:
+        return [*problems, tilt]
     keep = np.concatenate([[True], np.diff(z) > POSITION_ATOL])
     z, headers = z[keep], [h for h, k in zip(headers, keep, strict=True) if k]
     found = find_slice_gaps(z)
@@ -277,31 +382,74 @@ def _position_problems(folder: Path, headers: list[_Header]) -> list[str]:
     return problems
 
 
-def dicom_series_problems(folder: str | os.PathLike) -> list[str]:
+def _tilt_problem(folder: Path, headers: list[_Header], normal: np.ndarray) -> str | None:
+    """A series whose slices step off their normal (acquired with a tilted gantry): the grid is sheared."""
+    step = headers[-1].position - headers[0].position
+    length = float(np.linalg.norm(step))
+    if len(headers) < 2 or length <= POSITION_ATOL:
+        return None
+    cosine = abs(float(np.dot(step, normal))) / length
+    angle = float(np.degrees(np.arccos(min(1.0, cosine))))
+    if angle <= MAX_TILT_DEGREES:
+        return None
+    stated = f" (GantryDetectorTilt {headers[0].tilt})" if headers[0].tilt else ""
+    return (
+        f"{folder}: gantry tilt: the slices step {angle:.1f} degrees off their normal{stated}, so the voxel grid is "
+        "sheared and readers that assume a right-angled grid (ITK, MONAI) misplace them; resample the series first "
+        "(dcm2niix corrects gantry tilt)"
+    )
+
+
+def image_series_files(folder: str | os.PathLike) -> list[Path]:
+    """The files of the one image series in ``folder``, sorted along the slice normal; non-image objects (SEG,
+    RTSTRUCT, SR...) and unreadable files left out. Empty when the folder holds no image or several series."""
+    headers, _, _ = _scan(Path(folder))
+    if not headers or len({h.series for h in headers}) != 1:
+        return []
+    placed = [h for h in headers if h.position is not None and h.orientation is not None]
+    if len(placed) != len(headers):
+        return [h.path for h in headers]
+    normal = np.cross(placed[0].orientation[:3], placed[0].orientation[3:])
+    return [h.path for h in sorted(placed, key=lambda h: float(np.dot(h.position, normal)))]
+
+
+def dicom_series_problems(folder: str | os.PathLike, expect_volume: bool = True) -> list[str]:
     """Problems with a folder meant to hold one DICOM series, found from the files' headers.
 
-    Reports files that are not DICOM, are truncated or lack a SeriesInstanceUID; several series in one folder;
-    slices that differ in size or orientation or lack a position; two files at one position; missing slices
-    (gaps in the positions along the slice normal) and uneven slice spacing.
+    Reports files that are not DICOM or are truncated; a folder with no image, or with several image series;
+    a single slice where a volume is expected; slices that differ in size or orientation or lack a position; a
+    tilted gantry; two files at one position; missing slices (gaps in the positions along the slice normal) and
+    uneven slice spacing. Non-image objects beside the slices (SEG, RTSTRUCT, SR...) are skipped, and files
+    with a blank SeriesInstanceUID are grouped by the attributes that stand in for it.
 
     Args:
         folder: the series folder; its sub-folders and hidden files are ignored.
+        expect_volume: a single slice is a problem (True), or acceptable (a 2D image).
 
     Returns:
         The problems found, each starting with the folder or the file it concerns; empty when the series is sound.
     """
     folder = Path(folder)
-    files = _series_files(folder)
-    if not files:
+    if not _series_files(folder):
         return [f"{folder}: folder holds no DICOM series (no files)"]
-    problems: list[str] = []
-    headers = [h for h in (_header(path, problems) for path in files) if h is not None]
+    headers, problems, skipped = _scan(folder)
     if not headers:
+        if skipped and not problems:
+            kinds = ", ".join(sorted({kind for _, kind in skipped}))
+            return [f"{folder}: folder holds no image series, only non-image DICOM objects: {kinds}"]
         return [*problems, f"{folder}: folder holds no DICOM series"]
     mixed = _mixed_series_problem(folder, headers)
     if mixed:
         return [*problems, mixed]
-    if len(headers) == 1 or any(h.frames > 1 for h in headers):  # one slice, or multi-frame files
+    if any(h.frames > 1 for h in headers):  # multi-frame files: their frames carry the geometry
+        return problems
+    if len(headers) == 1:
+        if expect_volume:
+            h = headers[0]
+            problems.append(
+                f"{folder}: holds a single slice ({h.path.name}, {h.size[0]}x{h.size[1]}), not a volume; expected "
+                "the whole series, one file per slice"
+            )
         return problems
     consistency = _consistency_problems(folder, headers)
     problems += consistency

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.validation.dicom_checks import dicom_series_problems
+from pipelines.validation.dicom_checks import dicom_file_problems, dicom_series_problems, image_series_files
 from pipelines.validation.errors import short_error
 
 __all__ = ["count_channels", "intensity_problems", "label_value_problems", "check_volume", "check_pair"]
@@ -46,6 +46,20 @@ def _fmt(values) -> str:
 
 def _unreadable(path: Path, exc: BaseException) -> str:
     return f"{path}: cannot be read as a NIfTI/NRRD/DICOM image: {short_error(exc)}"
+
+
+# image formats SimpleITK reads that are not DICOM: such a file skips the DICOM header checks
+_OTHER_FORMATS = (".nrrd", ".nhdr", ".mha", ".mhd", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gz")
+
+
+def _sitk_unreadable(path: Path, exc: BaseException, dicom: bool) -> str:
+    """SimpleITK's failure in a user's words: no reader for the format, or pixel data it could not decode."""
+    text = " ".join(str(exc).split())
+    if "Unable to determine ImageIO reader" in text:
+        return f"{path}: no image reader recognises this file (expected NIfTI, NRRD, MetaImage or DICOM)"
+    if dicom:
+        return f"{path}: the DICOM pixel data could not be decoded (a corrupt file, or a compression GDCM lacks)"
+    return _unreadable(path, exc)
 
 
 def _is_nifti(path: Path) -> bool:
@@ -86,30 +100,37 @@ def _sitk_affine(image) -> np.ndarray:
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
 
 
-def _read_sitk(path: Path, read_data: bool, problems: list[str]) -> tuple[_Volume, np.ndarray | None] | None:
-    """Read an image file or DICOM series folder with SimpleITK; on failure append the problem, return None."""
+def _read_sitk(
+    path: Path, read_data: bool, problems: list[str], expect_ndim: int = 3
+) -> tuple[_Volume, np.ndarray | None] | None:
+    """Read an image file or DICOM series folder with SimpleITK; on failure append the problem, return None.
+
+    A single DICOM file's header is checked first (:func:`dicom_file_problems`: a non-image object, a single slice
+    where a volume is expected...); a folder is read as the one image series it holds, sorted along the slice
+    normal, leaving out non-image objects beside the slices.
+    """
     import SimpleITK as sitk
+
+    dicom = False
+    if path.is_file() and not path.name.lower().endswith(_OTHER_FORMATS):
+        file_problems = dicom_file_problems(path, expect_ndim)
+        if file_problems:
+            problems += file_problems
+            return None
+        dicom = file_problems is not None
 
     warnings_shown = sitk.ProcessObject.GetGlobalWarningDisplay()
     sitk.ProcessObject.SetGlobalWarningDisplay(False)  # ITK prints to stderr; the problem list says it all
     try:
         if path.is_dir():
-            series_problems = dicom_series_problems(path)  # headers first: GDCM reads a gappy series silently
+            # headers first: GDCM reads a gappy series silently
+            series_problems = dicom_series_problems(path, expect_volume=expect_ndim == 3)
             if series_problems:
                 problems += series_problems
                 return None
+            dicom = True
             reader = sitk.ImageSeriesReader()
-            series = reader.GetGDCMSeriesIDs(str(path))
-            if not series:
-                problems.append(f"{path}: folder holds no DICOM series")
-                return None
-            if len(series) > 1:
-                problems.append(
-                    f"{path}: folder holds {len(series)} DICOM series ({', '.join(series[:3])}...); "
-                    "expected exactly one"
-                )
-                return None
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+            reader.SetFileNames([str(f) for f in image_series_files(path)])
             image = reader.Execute()  # a series has no cheap header-only read; read it whole
         else:
             reader = sitk.ImageFileReader()
@@ -122,7 +143,7 @@ def _read_sitk(path: Path, read_data: bool, problems: list[str]) -> tuple[_Volum
                 return _Volume(tuple(int(s) for s in reader.GetSize()), _sitk_affine(reader)), None
             image = reader.Execute()
     except RuntimeError as exc:
-        problems.append(_unreadable(path, exc))
+        problems.append(_sitk_unreadable(path, exc, dicom))
         return None
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings_shown)
@@ -151,7 +172,7 @@ def _inspect(
     if path.is_file() and _is_nifti(path):
         result = _read_nifti(path, read_data, problems)
     else:
-        result = _read_sitk(path, read_data, problems)
+        result = _read_sitk(path, read_data, problems, expect_ndim)
     if result is None:
         return problems, None
     volume, data = result

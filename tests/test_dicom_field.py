@@ -1,0 +1,157 @@
+"""DICOM as it arrives from the field: blanked UIDs, non-image objects beside the slices, re-encoded, reordered and
+tilted series, and pydicom's own test files (shipped inside the pydicom package) given as images.
+
+The series are built from pydicom's real ``CT_small.dcm`` (a 128x128 CT slice), copied to several positions.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import RLELossless, generate_uid
+
+from pipelines.validation.dicom_checks import dicom_file_problems, dicom_series_problems, image_series_files
+from pipelines.validation.volume_checks import check_volume
+
+TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+SPACING = 2.5
+
+
+def _ct_small_series(
+    folder: Path,
+    n: int = 5,
+    *,
+    blank_uids: bool = False,
+    series_number: int | None = 1,
+    shift_y_per_slice: float = 0.0,
+    order=None,
+    rle: bool = False,
+    prefix: str = "im",
+) -> Path:
+    """``n`` copies of CT_small.dcm stepped ``SPACING`` mm along z (and ``shift_y_per_slice`` along y: a tilt)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    source = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    origin = np.asarray(source.ImagePositionPatient, dtype=float)
+    series_uid = generate_uid()
+    for i in order if order is not None else range(n):
+        ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+        ds.ImagePositionPatient = [float(v) for v in origin + [0.0, i * shift_y_per_slice, i * SPACING]]
+        ds.InstanceNumber = i + 1
+        ds.SeriesNumber = series_number
+        ds.SeriesInstanceUID = series_uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        if blank_uids:  # as anonymisers and some export tools leave them: present, empty
+            for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
+                setattr(ds, keyword, "")
+        if rle:
+            ds.compress(RLELossless)
+        ds.save_as(folder / f"{prefix}_{i:03d}.dcm")
+    return folder
+
+
+def test_blank_uids_are_grouped_by_the_attributes_that_stand_in(tmp_path):
+    folder = _ct_small_series(tmp_path / "ct", blank_uids=True)
+    assert dicom_series_problems(folder) == []
+    assert len(image_series_files(folder)) == 5
+    assert check_volume(folder) == []
+
+
+def test_reordered_files_are_read_along_the_slice_normal(tmp_path):
+    folder = _ct_small_series(tmp_path / "ct", blank_uids=True, order=[3, 0, 4, 1, 2])
+    names = [p.name for p in image_series_files(folder)]
+    assert names == [f"im_{i:03d}.dcm" for i in range(5)]
+
+
+def test_non_image_objects_beside_the_slices_are_skipped(tmp_path):
+    folder = _ct_small_series(tmp_path / "ct", blank_uids=True)
+    for name in ("rtstruct.dcm", "test-SR.dcm", "liver_1frame.dcm"):
+        shutil.copy(TEST_FILES / name, folder / name)
+    assert dicom_series_problems(folder) == []
+    assert [p.name for p in image_series_files(folder)] == [f"im_{i:03d}.dcm" for i in range(5)]
+    assert check_volume(folder) == []
+
+
+def test_a_folder_of_non_image_objects_only_says_what_they_are(tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name in ("rtstruct.dcm", "liver_1frame.dcm"):
+        shutil.copy(TEST_FILES / name, folder / name)
+    problems = dicom_series_problems(folder)
+    assert len(problems) == 1 and "no image series, only non-image DICOM objects" in problems[0]
+    assert "DICOM SEG" in problems[0] and "RTSTRUCT" in problems[0]
+
+
+def test_two_series_without_uids_are_told_apart_by_series_number(tmp_path):
+    folder = _ct_small_series(tmp_path / "ct", blank_uids=True, series_number=2)
+    _ct_small_series(folder, n=3, blank_uids=True, series_number=3, prefix="other")
+    problems = dicom_series_problems(folder)
+    assert len(problems) == 1 and "2 image series in one folder" in problems[0]
+    assert "series number 2" in problems[0] and "series number 3" in problems[0]
+
+
+def test_one_slice_is_not_a_volume(tmp_path):
+    folder = _ct_small_series(tmp_path / "ct", n=1)
+    assert "holds a single slice (im_000.dcm, 128x128), not a volume" in dicom_series_problems(folder)[0]
+    assert dicom_series_problems(folder, expect_volume=False) == []
+    problems = check_volume(TEST_FILES / "CT_small.dcm", modality="CT")
+    assert problems == [
+        f"{TEST_FILES / 'CT_small.dcm'}: is a single 128x128 slice, not a volume; give the folder "
+        "that holds the whole series (one file per slice)"
+    ]
+    assert dicom_file_problems(TEST_FILES / "CT_small.dcm", expect_ndim=2) == []
+
+
+def test_gantry_tilt_is_named(tmp_path):
+    folder = _ct_small_series(tmp_path / "ct", shift_y_per_slice=0.5)  # 11.3 degrees off the normal
+    problems = dicom_series_problems(folder)
+    assert len(problems) == 1 and "gantry tilt: the slices step 11.3 degrees off their normal" in problems[0]
+
+
+def test_an_rle_re_encoded_series_decodes_to_the_same_values(tmp_path):
+    plain = _ct_small_series(tmp_path / "plain", blank_uids=True)
+    rle = _ct_small_series(tmp_path / "rle", blank_uids=True, rle=True)
+    assert pydicom.dcmread(next(rle.iterdir())).file_meta.TransferSyntaxUID == RLELossless
+    from pipelines.validation.volume_checks import _inspect
+
+    _, a = _inspect(plain, 3, read_data=True, keep_data=True)
+    _, b = _inspect(rle, 3, read_data=True, keep_data=True)
+    assert a.shape == b.shape == (128, 128, 5)
+    np.testing.assert_array_equal(a.data, b.data)
+
+
+EXPECTED = {
+    "CT_small.dcm": "is a single 128x128 slice, not a volume",
+    "liver_1frame.dcm": "is a DICOM SEG (a segmentation object), not an image",
+    "rtstruct.dcm": "is an RTSTRUCT (contours of structures), not an image",
+    "test-SR.dcm": "is a structured report (SR), not an image",
+    "rtdose.dcm": "is an RT dose grid, not an image",
+    "ExplVR_BigEnd.dcm": "is a colour US image (RGB, 3 samples per pixel)",
+    "waveform_ecg.dcm": "is a waveform (ECG or another signal), not an image",
+    "no_meta_group_length.dcm": "holds no pixel data",
+}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in TEST_FILES.glob("*.dcm")))
+def test_every_pydicom_test_file_gets_one_line_in_a_users_words(name):
+    """Given as a CT volume, each of pydicom's test files is refused with one line naming the file and the real
+    problem (none of them is a CT volume), never a reader's internal message."""
+    path = TEST_FILES / name
+    problems = check_volume(path, modality="CT")
+    assert len(problems) >= 1
+    first = problems[0]
+    assert first.startswith(f"{path}: ") and "\n" not in first
+    for internal in ("Exception thrown", "sitk::", ".cxx", "itk::", "Traceback"):
+        assert internal not in first, first
+    if name in EXPECTED:
+        assert EXPECTED[name] in first, first
+
+
+def test_the_file_set_is_what_pydicom_ships():
+    assert len(list(TEST_FILES.glob("*.dcm"))) >= 60 and os.path.isfile(get_testdata_file("CT_small.dcm"))
