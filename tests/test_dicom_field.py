@@ -155,3 +155,35 @@ def test_every_pydicom_test_file_gets_one_line_in_a_users_words(name):
 
 def test_the_file_set_is_what_pydicom_ships():
     assert len(list(TEST_FILES.glob("*.dcm"))) >= 60 and os.path.isfile(get_testdata_file("CT_small.dcm"))
+
+
+def test_the_bundles_loader_reads_the_image_series_beside_other_objects(tmp_path, caplog):
+    """``LoadImaged`` of the bundles (stage common.yaml) reads a folder's one image series, as the checks see it."""
+    from monai.bundle import ConfigParser
+    from monai.transforms import Compose
+
+    from pipelines.workflows import get_workflow
+
+    plain = _ct_small_series(tmp_path / "plain", blank_uids=True)
+    mixed = _ct_small_series(tmp_path / "mixed", blank_uids=True)
+    for name in ("rtstruct.dcm", "liver_1frame.dcm", "test-SR.dcm"):
+        shutil.copy(TEST_FILES / name, mixed / name)
+    parser: ConfigParser = get_workflow("liver").config_parser("inference")
+    load = Compose(parser.get_parsed_content("load_transforms")[:1])  # LoadImaged
+    a, b = load({"image": str(plain)})["image"], load({"image": str(mixed)})["image"]
+    assert a.shape == b.shape == (1, 128, 128, 5)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    np.testing.assert_allclose(a.affine.numpy(), b.affine.numpy())
+    assert a.affine[2, 3] < a.affine[2, 3] + a.affine[2, 2]  # slices ascend along z as GDCM orders them
+
+    _ct_small_series(mixed, n=3, blank_uids=True, series_number=7, prefix="other")  # a second, shorter series
+    assert check_volume(mixed)[0].endswith("put each series in its own folder")  # the data checks refuse it
+    with caplog.at_level("WARNING", logger="pipelines.io.dicom_reader"):
+        c = load({"image": str(mixed)})["image"]  # read without them: the longest series, named
+    np.testing.assert_array_equal(a.numpy(), c.numpy())
+    assert "2 image series; reading the one with most slices (5)" in caplog.text
+    with pytest.raises(RuntimeError):  # MONAI's LoadImage: no reader could read a folder without images
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        shutil.copy(TEST_FILES / "rtstruct.dcm", empty / "rtstruct.dcm")
+        load({"image": str(empty)})

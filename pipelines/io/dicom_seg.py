@@ -11,10 +11,16 @@ slices, one frame per source instance, row and column order as stored in the DIC
 Each foreground class becomes one segment, coded with SNOMED CT from :data:`SEGMENT_CODES` (by class name).
 The mapping is exact: the mask's voxel grid must be the series' own (same voxels, any axis order or flip);
 a mask that was resampled, or belongs to another series, is refused with a ``ValueError``.
+
+Anonymised exports often lack UIDs that a SEG references (present but empty): they are filled in on in-memory
+copies, from the file meta header or generated from the series' content (:func:`complete_source_datasets`), with a
+warning. A source that no SEG can reference raises :class:`DicomSegSourceError`, which :class:`SaveDicomSeg` logs
+instead of failing the case.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -31,18 +37,23 @@ import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
-from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence as DicomSequence
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pydicom.uid import CTImageStorage, MRImageStorage, generate_uid
 
 from pipelines.io.atomic import atomic_write
 from pipelines.io.inputs import case_name, is_dicom_series_dir
+from pipelines.validation.dicom_checks import image_series
 
 __all__ = [
+    "DicomSegSourceError",
     "SegmentCode",
     "SEGMENT_CODES",
     "ANATOMIC_REGIONS",
     "read_dicom_series",
+    "complete_source_datasets",
     "series_affine",
     "mask_to_frames",
     "write_dicom_seg",
@@ -93,6 +104,38 @@ FALLBACK_CODE = SegmentCode(codes.cid7150.Tissue, codes.SCT.Tissue)
 ANATOMIC_REGIONS: dict[str, Code] = {"liver": codes.SCT.Liver, "lung": codes.SCT.Lung, "brain": codes.SCT.Brain}
 
 _GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns")
+# SOP class of a slice that has none, by modality
+_IMAGE_STORAGE_BY_MODALITY = {"CT": CTImageStorage, "MR": MRImageStorage}
+# Type 2 attributes (present, may be empty) that highdicom reads from the first source image
+_TYPE2_SOURCE_ATTRIBUTES = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+)
+# Series-level UIDs that all slices share: filled from the other slices, else generated from the series' content
+_SERIES_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")
+# Header values that, with the file names and slice positions, identify a series' content for generated UIDs
+_CONTENT_KEYWORDS = (
+    "PatientID",
+    "StudyDate",
+    "StudyTime",
+    "SeriesDate",
+    "SeriesTime",
+    "AcquisitionDateTime",
+    "SeriesNumber",
+    "SeriesDescription",
+    *_SERIES_UIDS,
+)
+
+
+class DicomSegSourceError(ValueError):
+    """The source series cannot be referenced by a DICOM SEG (the message names the folder or file, and what is
+    missing or wrong). :class:`SaveDicomSeg` logs it and writes no SEG rather than failing the case."""
 
 
 def _normal(ds: pydicom.Dataset) -> np.ndarray:
@@ -100,48 +143,201 @@ def _normal(ds: pydicom.Dataset) -> np.ndarray:
     return np.cross(iop[:3], iop[3:])
 
 
+def _is_missing(ds: pydicom.Dataset, keyword: str) -> bool:
+    """True when ``keyword`` is absent from ``ds`` or present without a value (``''``, an empty list, ``None``)."""
+    value = ds.get(keyword)
+    if value is None:
+        return True
+    if isinstance(value, (list, tuple, MultiValue, DicomSequence)):
+        return len(value) == 0
+    return not str(value).strip()
+
+
+def _sop_class_uid(ds: pydicom.Dataset) -> str:
+    """The SOP Class UID of ``ds``: its own, else its file meta header's; ``''`` when neither has one."""
+    if not _is_missing(ds, "SOPClassUID"):
+        return str(ds.SOPClassUID)
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and not _is_missing(meta, "MediaStorageSOPClassUID"):
+        return str(meta.MediaStorageSOPClassUID)
+    return ""
+
+
+def _read_slice_header(path: Path) -> pydicom.Dataset | None:
+    """The header of the image slice ``path`` (``filename`` set); None when it lacks position or orientation."""
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    if any(_is_missing(ds, name) for name in _GEOMETRY):
+        logger.debug("%s: no position and orientation; skipped", path)
+        return None
+    ds.filename = str(path)
+    return ds
+
+
 def read_dicom_series(folder: str | os.PathLike) -> list[pydicom.Dataset]:
     """The instances of the single-frame DICOM series in ``folder`` (headers only), sorted along the slice normal.
 
-    Files that are not DICOM are skipped; so are DICOM files without pixel data geometry (a DICOMDIR).
+    Files that are not DICOM images are skipped: non-DICOM files, DICOM files without pixel data or position and
+    orientation (a DICOMDIR), and SEG, RTSTRUCT, SR or presentation state objects kept beside the slices. Slices
+    whose SeriesInstanceUID is empty are taken for one series when they agree on study, series number, frame of
+    reference, orientation and size.
 
     Raises:
-        ValueError: naming the folder, when it holds no DICOM image, more than one series, multi-frame images,
-            slices of different orientation, or two slices at the same position.
+        ValueError: naming the folder (a :class:`DicomSegSourceError`), when it holds no DICOM image, more than one
+            series, multi-frame images, slices of different orientation, or two slices at the same position.
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder}: not a DICOM series folder")
-    datasets = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError, EOFError, ValueError):
-            continue
-        if "SOPInstanceUID" in ds and all(name in ds for name in _GEOMETRY):
-            ds.filename = str(path)
-            datasets.append(ds)
-    if not datasets:
-        raise ValueError(f"{folder}: no DICOM image with position and orientation in this folder")
-    series = sorted({str(ds.get("SeriesInstanceUID", "")) for ds in datasets})
+        raise DicomSegSourceError(f"{folder}: not a DICOM series folder")
+    series = image_series(folder)  # the checks' grouping: non-image objects out, blank UIDs stood in for
     if len(series) > 1:
-        raise ValueError(f"{folder}: holds {len(series)} DICOM series ({', '.join(series[:3])}); expected one")
+        raise DicomSegSourceError(f"{folder}: holds {len(series)} DICOM series ({'; '.join(series)}); expected one")
+    paths = next(iter(series.values())) if series else []
+    datasets = [ds for ds in (_read_slice_header(path) for path in paths) if ds is not None]
+    if not datasets:
+        raise DicomSegSourceError(f"{folder}: no DICOM image with position and orientation in this folder")
     frames = [ds.filename for ds in datasets if int(ds.get("NumberOfFrames", 1) or 1) > 1]
     if frames:
-        raise ValueError(f"{folder}: multi-frame DICOM images are not supported ({Path(frames[0]).name})")
+        raise DicomSegSourceError(f"{folder}: multi-frame DICOM images are not supported ({Path(frames[0]).name})")
     normal = _normal(datasets[0])
     orientations = {tuple(np.round(np.asarray(ds.ImageOrientationPatient, float), 4)) for ds in datasets}
     if len(orientations) > 1:
-        raise ValueError(f"{folder}: slices of {len(orientations)} different orientations; expected one stack")
+        raise DicomSegSourceError(f"{folder}: slices of {len(orientations)} different orientations; expected one stack")
     datasets.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), normal)))
     positions = np.array([np.dot(np.asarray(ds.ImagePositionPatient, float), normal) for ds in datasets])
     same = np.flatnonzero(np.diff(positions) < 1e-3)
     if same.size:
         first, second = datasets[same[0]], datasets[same[0] + 1]
-        raise ValueError(
+        raise DicomSegSourceError(
             f"{folder}: {Path(first.filename).name} and {Path(second.filename).name} are at the same slice position"
         )
     return datasets
+
+
+def _file_path(ds: pydicom.Dataset) -> str:
+    """The file ``ds`` was read from, for messages."""
+    return str(getattr(ds, "filename", None) or "?")
+
+
+def _file_name(ds: pydicom.Dataset) -> str:
+    """The name of the file ``ds`` was read from, without its folder."""
+    return Path(_file_path(ds)).name
+
+
+def _content_entropy(datasets: Sequence[pydicom.Dataset]) -> list[str]:
+    """What identifies the content of a series, for generated UIDs that are the same on every run and differ
+    between series: some header values of its first slice, and every slice's file name and position."""
+    first = datasets[0]
+    header = [f"{keyword}={first.get(keyword, '')}" for keyword in _CONTENT_KEYWORDS]
+    positions = [",".join(f"{float(v):.4f}" for v in ds.ImagePositionPatient) for ds in datasets]
+    return header + [f"{_file_name(ds)}@{position}" for ds, position in zip(datasets, positions, strict=True)]
+
+
+def _fill_sop_class_uid(ds: pydicom.Dataset) -> str:
+    """Give ``ds`` the SOPClassUID of its file meta header, else that of its modality; returns where it came from.
+
+    Raises:
+        DicomSegSourceError: naming the file, when neither says which SOP class the slice is.
+    """
+    meta = getattr(ds, "file_meta", pydicom.Dataset())
+    if not _is_missing(meta, "MediaStorageSOPClassUID"):
+        ds.SOPClassUID = str(meta.MediaStorageSOPClassUID)
+        return "from the file meta header"
+    modality = str(ds.get("Modality", "") or "").strip().upper()
+    if modality in _IMAGE_STORAGE_BY_MODALITY:
+        ds.SOPClassUID = _IMAGE_STORAGE_BY_MODALITY[modality]
+        return f"from Modality {modality}"
+    raise DicomSegSourceError(
+        f"{_file_path(ds)}: no SOPClassUID, none in the file meta header (MediaStorageSOPClassUID), and Modality "
+        f"{modality or '(empty)'} names no image storage class"
+    )
+
+
+def _fill_sop_instance_uid(ds: pydicom.Dataset, entropy: Sequence[str]) -> str:
+    """Give ``ds`` the SOPInstanceUID of its file meta header, else one generated from the series' content and
+    the slice's file; returns where it came from."""
+    meta = getattr(ds, "file_meta", pydicom.Dataset())
+    if not _is_missing(meta, "MediaStorageSOPInstanceUID"):
+        ds.SOPInstanceUID = str(meta.MediaStorageSOPInstanceUID)
+        return "from the file meta header"
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=["SOPInstanceUID", *entropy, _file_name(ds)])
+    return "generated"
+
+
+def _fill_series_uid(datasets: Sequence[pydicom.Dataset], keyword: str, entropy: Sequence[str]) -> str | None:
+    """Give the slices of ``datasets`` that lack the series-level UID ``keyword`` the one the other slices hold,
+    else one generated from the series' content (all slices agree); returns where it came from, None when no slice
+    lacks it.
+
+    Raises:
+        DicomSegSourceError: naming a file, when the other slices disagree on it.
+    """
+    lacking = [ds for ds in datasets if _is_missing(ds, keyword)]
+    if not lacking:
+        return None
+    values = sorted({str(ds.get(keyword)) for ds in datasets if not _is_missing(ds, keyword)})
+    if len(values) > 1:
+        raise DicomSegSourceError(
+            f"{_file_path(lacking[0])}: no {keyword}, and the other slices of its series hold "
+            f"{len(values)} different ones"
+        )
+    value, source = (values[0], "from the other slices") if values else (None, "generated")
+    value = value or generate_uid(entropy_srcs=[keyword, *entropy])
+    for ds in lacking:
+        setattr(ds, keyword, value)
+    return source
+
+
+def _warn_filled(folder: str | os.PathLike, filled: Mapping[str, set[str]]) -> None:
+    """The one warning of a series whose DICOM SEG needed attributes that the files lack."""
+    what = ", ".join(f"{keyword} ({' / '.join(sorted(sources))})" for keyword, sources in filled.items())
+    generated = [keyword for keyword, sources in filled.items() if "generated" in sources]
+    consequence = (
+        f"the DICOM SEG references generated {', '.join(generated)} (the same on every run): a PACS cannot link it "
+        "to the original images"
+        if generated
+        else "filled in for the DICOM SEG only (the files are unchanged)"
+    )
+    logger.warning("DICOM series %s lacks attributes that a DICOM SEG needs: %s; %s", folder, what, consequence)
+
+
+def complete_source_datasets(
+    datasets: Sequence[pydicom.Dataset], folder: str | os.PathLike | None = None
+) -> list[pydicom.Dataset]:
+    """Copies of a sorted series (:func:`read_dicom_series`) with what a DICOM SEG needs of its source filled in
+    where the files lack it (absent or empty); the datasets and the files are left as they are.
+
+    - SOPClassUID: from the file meta header (MediaStorageSOPClassUID), else from the modality (CT, MR).
+    - SOPInstanceUID: from the file meta header (MediaStorageSOPInstanceUID), else generated.
+    - StudyInstanceUID, SeriesInstanceUID, FrameOfReferenceUID: from the other slices, else generated.
+    - Patient and study attributes that highdicom copies (PatientID, StudyDate, ...): added empty.
+
+    Generated UIDs derive from the series' content (file names, positions, header values): the same on every run,
+    the same on every slice. One warning per series (``folder``, default: the first slice's folder) names what was
+    missing.
+
+    Raises:
+        DicomSegSourceError: naming the file and the attribute, when a slice's SOP class is unknown or its series'
+            slices disagree on a UID that some of them lack.
+    """
+    copies = [copy.deepcopy(ds) for ds in datasets]
+    entropy = _content_entropy(datasets)
+    filled: dict[str, set[str]] = {}
+    for ds in copies:
+        if _is_missing(ds, "SOPClassUID"):
+            filled.setdefault("SOPClassUID", set()).add(_fill_sop_class_uid(ds))
+        if _is_missing(ds, "SOPInstanceUID"):
+            filled.setdefault("SOPInstanceUID", set()).add(_fill_sop_instance_uid(ds, entropy))
+        for keyword in _TYPE2_SOURCE_ATTRIBUTES:
+            if keyword not in ds:
+                setattr(ds, keyword, "")
+                filled.setdefault(keyword, set()).add("added empty")
+    for keyword in _SERIES_UIDS:
+        source = _fill_series_uid(copies, keyword, entropy)
+        if source is not None:
+            filled[keyword] = {source}
+    if filled:
+        _warn_filled(folder if folder is not None else Path(_file_path(datasets[0])).parent, filled)
+    return copies
 
 
 def series_affine(datasets: Sequence[pydicom.Dataset]) -> np.ndarray:
@@ -331,8 +527,10 @@ def write_dicom_seg(
         ``output_path``.
 
     Raises:
-        ValueError: naming the file, when the series cannot be read, the mask does not lie on its grid, or the
-            mask holds values that ``label_values`` does not name.
+        DicomSegSourceError: a ``ValueError`` naming the folder or file, when the series cannot be read or no SEG
+            can reference it (see :func:`read_dicom_series`, :func:`complete_source_datasets`).
+        ValueError: naming the file, when the mask does not lie on the series' grid, or the mask holds values that
+            ``label_values`` does not name.
     """
     if len(class_names) < 2:
         raise ValueError(f"class_names needs background and at least one class, got {list(class_names)}")
@@ -340,7 +538,7 @@ def write_dicom_seg(
     values = list(range(len(class_names))) if label_values is None else [int(v) for v in label_values]
     if len(values) != len(class_names):
         raise ValueError(f"label_values {values} and class_names {list(class_names)} differ in length")
-    datasets = read_dicom_series(dicom_series_dir)
+    datasets = complete_source_datasets(read_dicom_series(dicom_series_dir), dicom_series_dir)
     volume, affine, name = _as_volume(mask, affine, datasets)
     frames = mask_to_frames(volume, affine, datasets, name)
 
@@ -370,9 +568,8 @@ def write_dicom_seg(
         # Recommended Display CIELab Value, as highdicom 0.23+ writes it from display_color (0.22 has no argument)
         description.RecommendedDisplayCIELabValue = list(_display_color(code.color).value)
         descriptions.append(description)
-    source = datasets[0]
-    seg = hd.seg.Segmentation(
-        source_images=datasets,
+    seg = _segmentation(
+        datasets,
         pixel_array=segments,
         segmentation_type=segmentation_type,
         segment_descriptions=descriptions,
@@ -388,8 +585,27 @@ def write_dicom_seg(
         content_description=content_description[:64] if content_description else None,
         content_label="SEGMENTATION",
     )
+    source = datasets[0]
     logger.debug("DICOM SEG of %s: %d frame(s) from series %s", name, seg.NumberOfFrames, source.SeriesInstanceUID)
     return atomic_write(output_path, lambda tmp: save_dicom_file(seg, tmp))
+
+
+def _segmentation(datasets: Sequence[pydicom.Dataset], **kwargs: Any) -> hd.seg.Segmentation:
+    """``highdicom.seg.Segmentation`` of the source slices ``datasets``; ``kwargs`` are its other arguments.
+
+    Raises:
+        DicomSegSourceError: naming the first slice's file and its SOP class, when highdicom cannot build a SEG
+            that references these slices (a SOP class it does not know, an attribute it needs).
+    """
+    try:
+        return hd.seg.Segmentation(source_images=datasets, **kwargs)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        first = datasets[0]
+        identity = f"SOPClassUID {first.get('SOPClassUID', '')}, Modality {first.get('Modality', '')}"
+        raise DicomSegSourceError(
+            f"{_file_path(first)}: highdicom cannot make a DICOM SEG that references this series ({identity}): "
+            f"{type(err).__name__}: {err}"
+        ) from err
 
 
 def _display_color(rgb: Sequence[int]) -> hd.color.CIELabColor:
@@ -433,7 +649,10 @@ class SaveDicomSeg(Transform):
     """Write a prediction as ``<output_dir>/<case>_<output_postfix>.dcm`` when its source is a DICOM series folder.
 
     The source is the prediction's ``filename_or_obj`` metadata (the input folder, kept by ``ResampleToSourced``) unless
-    given. Any other source (a NIfTI file): a warning, and nothing is written. The image is returned unchanged.
+    given. Any other source (a NIfTI file): a warning, and nothing is written. A source series that no SEG can
+    reference (:class:`DicomSegSourceError`: several series in the folder, a slice of unknown SOP class): a warning
+    naming the file and what it lacks, and nothing is written; the case goes on. A mask that is not on the series'
+    grid, or holds unknown label values, still raises. The image is returned unchanged.
 
     Args:
         output_dir: folder of the SEG files.
@@ -470,18 +689,22 @@ class SaveDicomSeg(Transform):
             logger.warning("DICOM SEG needs a DICOM series input; %s is not one: wrote no .dcm for it", source)
             return img
         path = self.output_dir / f"{case_name(source)}_{self.output_postfix}.dcm"
-        write_dicom_seg(
-            img,
-            source,
-            path,
-            self.class_names,
-            label_values=self.label_values,
-            anatomic_region=self.anatomic_region,
-            algorithm_name=self.algorithm_name,
-            algorithm_version=self.algorithm_version,
-            segmentation_type=self.segmentation_type,
-            content_description=self.content_description,
-        )
+        try:
+            write_dicom_seg(
+                img,
+                source,
+                path,
+                self.class_names,
+                label_values=self.label_values,
+                anatomic_region=self.anatomic_region,
+                algorithm_name=self.algorithm_name,
+                algorithm_version=self.algorithm_version,
+                segmentation_type=self.segmentation_type,
+                content_description=self.content_description,
+            )
+        except DicomSegSourceError as err:
+            logger.warning("DICOM SEG of %s: %s; wrote no .dcm for this case, its other outputs stand", source, err)
+            return img
         logger.info("writing: %s", path)
         return img
 

@@ -33,6 +33,7 @@ __all__ = [
     "missing_slice_positions",
     "dicom_series_problems",
     "dicom_file_problems",
+    "image_series",
     "image_series_files",
 ]
 
@@ -400,17 +401,30 @@ def _tilt_problem(folder: Path, headers: list[_Header], normal: np.ndarray) -> s
     )
 
 
-def image_series_files(folder: str | os.PathLike) -> list[Path]:
-    """The files of the one image series in ``folder``, sorted along the slice normal; non-image objects (SEG,
-    RTSTRUCT, SR...) and unreadable files left out. Empty when the folder holds no image or several series."""
+def image_series(folder: str | os.PathLike) -> dict[str, list[Path]]:
+    """The image series in ``folder``: each series' key (its SeriesInstanceUID, or what stands in for a blank one)
+    and its files, sorted along the slice normal; non-image objects (SEG, RTSTRUCT, SR...) and unreadable files
+    left out."""
     headers, _, _ = _scan(Path(folder))
-    if not headers or len({h.series for h in headers}) != 1:
-        return []
+    groups: dict[str, list[_Header]] = {}
+    for header in headers:
+        groups.setdefault(header.series, []).append(header)
+    return {key: _sorted_paths(members) for key, members in groups.items()}
+
+
+def _sorted_paths(headers: list[_Header]) -> list[Path]:
     placed = [h for h in headers if h.position is not None and h.orientation is not None]
     if len(placed) != len(headers):
         return [h.path for h in headers]
     normal = np.cross(placed[0].orientation[:3], placed[0].orientation[3:])
     return [h.path for h in sorted(placed, key=lambda h: float(np.dot(h.position, normal)))]
+
+
+def image_series_files(folder: str | os.PathLike) -> list[Path]:
+    """The files of the one image series in ``folder`` (:func:`image_series`); empty when it holds none or
+    several."""
+    series = image_series(folder)
+    return next(iter(series.values())) if len(series) == 1 else []
 
 
 def dicom_series_problems(folder: str | os.PathLike, expect_volume: bool = True) -> list[str]:
