@@ -15,7 +15,7 @@ from monai.transforms import MapTransform, Transform
 from monai.utils import TransformBackends
 
 from pipelines.validation.errors import DataError
-from pipelines.validation.volume_checks import intensity_problems
+from pipelines.validation.volume_checks import intensity_problems, same_grid
 
 __all__ = ["CheckVolume", "CheckVolumed"]
 
@@ -133,6 +133,10 @@ class CheckVolumed(MapTransform):
 
     def _geometry_problems(self, ref: NdarrayOrTensor, img: NdarrayOrTensor) -> list[str]:
         found = []
+        if isinstance(ref, MetaTensor) and isinstance(img, MetaTensor):
+            ref_affine, img_affine = ref.affine.double().numpy(), img.affine.double().numpy()
+            if same_grid(ref_affine, tuple(ref.shape[1:]), img_affine, tuple(img.shape[1:]), self.atol):
+                return found  # the same voxel centres, axes stored in another order: Orientationd aligns them
         if tuple(ref.shape[1:]) != tuple(img.shape[1:]):
             found.append(
                 f"spatial shape {tuple(img.shape[1:])} differs from {tuple(ref.shape[1:])} of {_source_name(ref)}"

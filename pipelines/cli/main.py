@@ -2,6 +2,7 @@
 
 radcascade list                               # the workflows and their stages
 radcascade prepare liver                      # write the embedded default data (seeded phantoms)
+radcascade prepare-real --from DIR            # check fetched real public cases, write evaluation datalists
 radcascade run liver train --set max_epochs=5 # run one bundle stage, with id overrides
 radcascade demo liver                         # prepare, train, evaluate and segment a held-out volume
 radcascade validate liver [PATH ...]          # check the configured datalist (or PATHs): every problem at once
@@ -165,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("workflow", choices=sorted(WORKFLOWS))
     prep.add_argument("--num-cases", type=int, default=None, help="default: the registry's (16 for liver)")
     prep.add_argument("--seed", type=int, default=0)
+    real = sub.add_parser("prepare-real", help="check real public cases (data_manifests/real_public.json)")
+    from data_manifests.real_public import add_arguments
+
+    add_arguments(real)
     run = sub.add_parser("run", help="run one stage of a workflow's bundle")
     run.add_argument("workflow", choices=sorted(WORKFLOWS))
     run.add_argument("stage", choices=STAGES)
@@ -214,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "prepare":
         print(prepare_default_data(args.workflow, num_cases=args.num_cases, seed=args.seed))
         return 0
+    if args.command == "prepare-real":
+        from data_manifests.real_public import run
+
+        return run(args)
     try:
         overrides = checked_overrides(args.workflow, _stages(args), args.overrides, args.new_ids)
     except ValueError as error:  # a malformed or unknown --set, a wrong type

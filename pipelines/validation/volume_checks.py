@@ -16,7 +16,15 @@ import numpy as np
 from pipelines.validation.dicom_checks import dicom_file_problems, dicom_series_problems, image_series_files
 from pipelines.validation.errors import short_error
 
-__all__ = ["count_channels", "intensity_problems", "label_value_problems", "check_volume", "check_pair"]
+__all__ = [
+    "count_channels",
+    "intensity_problems",
+    "label_value_problems",
+    "check_volume",
+    "check_pair",
+    "canonical_grid",
+    "same_grid",
+]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 CT_HU_RANGE = (-1100.0, 4000.0)  # where the body of a CT in Hounsfield units lies (metal and padding aside)
@@ -327,8 +335,35 @@ def check_volume(
     return problems
 
 
+def canonical_grid(affine, shape: Sequence[int]) -> tuple[np.ndarray, tuple[int, ...]]:
+    """The affine and shape of the grid ``(affine, shape)`` with its voxel axes reordered and flipped to RAS+, as
+    ``Orientationd(axcodes="RAS")`` reorders them: the same voxel centres, whatever order a file stores them in."""
+    import nibabel as nib
+
+    affine = np.asarray(affine, dtype=np.float64)
+    spatial = tuple(int(s) for s in shape[:3])
+    ornt = nib.orientations.io_orientation(affine)
+    canonical = affine @ nib.orientations.inv_ornt_aff(ornt, spatial)
+    reordered = [0] * len(spatial)
+    for axis, (target, _) in enumerate(ornt):
+        reordered[int(target)] = spatial[axis]
+    return canonical, tuple(reordered)
+
+
+def same_grid(affine_a, shape_a: Sequence[int], affine_b, shape_b: Sequence[int], atol: float = 1e-3) -> bool:
+    """True when two grids hold the same voxel centres (within ``atol`` mm), their axes stored in any order and
+    direction: a label saved with its rows flipped (dicom2nifti, some viewers) lies on its image's grid."""
+    if len(shape_a) != len(shape_b) or len(shape_a) < 3:
+        return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, rtol=0, atol=atol)
+    (ca, sa), (cb, sb) = canonical_grid(affine_a, shape_a), canonical_grid(affine_b, shape_b)
+    return sa == sb and tuple(shape_a[3:]) == tuple(shape_b[3:]) and np.allclose(ca, cb, rtol=0, atol=atol)
+
+
 def _geometry_problems(image_path, label_path, image: _Volume, label: _Volume, atol: float) -> list[str]:
     problems = []
+    if image.affine is not None and label.affine is not None and image.shape != label.shape:
+        if same_grid(image.affine, image.shape, label.affine, label.shape, atol):
+            return problems  # the same grid, its axes stored in another order
     if image.shape != label.shape:
         problems.append(f"{label_path}: shape {image.shape!r} of image {image_path} != label shape {label.shape!r}")
         return problems
@@ -338,7 +373,9 @@ def _geometry_problems(image_path, label_path, image: _Volume, label: _Volume, a
         problems.append(
             f"{label_path}: spacing {_fmt(label.spacing)} != spacing {_fmt(image.spacing)} of image {image_path}"
         )
-    elif not np.allclose(image.affine, label.affine, rtol=0, atol=atol):
+    elif not np.allclose(image.affine, label.affine, rtol=0, atol=atol) and not same_grid(
+        image.affine, image.shape, label.affine, label.shape, atol
+    ):
         diff = float(np.abs(image.affine - label.affine).max())
         problems.append(
             f"{label_path}: affine (origin/direction) differs from image {image_path} by up to {diff:.4g} "

@@ -1,0 +1,206 @@
+"""Real public cases (``data_manifests/real_public.json``): check the files a user fetched against the manifest and
+write MONAI datalists for evaluation.
+
+``radcascade prepare-real --from DIR`` (or ``python -m data_manifests.real_public --from DIR``) looks for each
+case's files under ``DIR`` (as ``DIR/<path>`` or ``DIR/<source folder>/<path>``, the layout of the source
+repository) and under the case's folder in this repository, checks their sha256, writes the labels mapped to the
+bundle's classes, and writes ``<output_dir>/<workflow>_real.json``: a ``test`` section (image and label) and an
+``unlabelled`` section (image only). Cases not found are listed with where to get them; a file whose checksum
+differs is an error. Real cases are for evaluation only: never train on them or tune a threshold on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from pipelines.io.atomic import write_json_atomic
+from pipelines.validation.errors import DataError
+
+__all__ = ["MANIFEST", "PreparedReal", "load_manifest", "sha256_of", "prepare_real", "add_arguments", "run", "main"]
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = Path(__file__).with_name("real_public.json")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """The sha256 of a file; of a folder (a DICOM series), that of the lines ``<name> <sha256>`` of its files,
+    sorted and joined by newlines."""
+    path = Path(path)
+    if path.is_dir():
+        lines = sorted(f"{child.name} {sha256_of(child)}" for child in path.iterdir() if child.is_file())
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_manifest(path: str | os.PathLike = MANIFEST) -> dict:
+    """The manifest, with each case's fields checked (id, source, workflow, image path and sha256).
+
+    Raises:
+        DataError: naming the manifest and every malformed case.
+    """
+    manifest = json.loads(Path(path).read_text())
+    problems = []
+    for i, case in enumerate(manifest.get("cases", [])):
+        missing = [k for k in ("id", "source", "workflow", "image") if not case.get(k)]
+        if not missing and not all(case["image"].get(k) for k in ("path", "sha256")):
+            missing.append("image path/sha256")
+        if not missing and case["source"] not in manifest.get("sources", {}):
+            missing.append(f"a source named {case['source']!r} in 'sources'")
+        if missing:
+            problems.append(f"{path}: case {i} ({case.get('id', '?')}) lacks {', '.join(missing)}")
+    if problems:
+        raise DataError(problems)
+    return manifest
+
+
+def _find(relative: str, roots: Sequence[Path], source_folder: str) -> Path | None:
+    for root in roots:
+        for candidate in (root / relative, root / source_folder / relative):
+            if candidate.exists():
+                return candidate
+    return None
+
+
+def _where_to_get(manifest: Mapping, case: Mapping) -> str:
+    source = manifest["sources"][case["source"]]
+    return f"{source['repository']} at {source['commit']}, {source.get('folder', '.')}/{case['image']['path']}"
+
+
+def _write_mapped_label(src: Path, dst: Path, mapping: Mapping[str, int]) -> Path:
+    """The label with the manifest's values mapped to the bundle's (others to 0), uint8, on the label's grid."""
+    image = nib.load(str(src))
+    values = np.asarray(image.dataobj)
+    out = np.zeros(values.shape, dtype=np.uint8)
+    for source_value, target in mapping.items():
+        out[values == int(source_value)] = int(target)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    mapped = nib.Nifti1Image(out, image.affine)
+    mapped.set_qform(image.affine, code=1)
+    mapped.set_sform(image.affine, code=1)
+    tmp = dst.with_name(dst.name + ".part.nii.gz")
+    nib.save(mapped, str(tmp))
+    os.replace(tmp, dst)
+    return dst
+
+
+@dataclass
+class PreparedReal:
+    """What :func:`prepare_real` found and wrote.
+
+    Attributes:
+        found: case id -> its image (and mapped label) paths.
+        missing: case id -> where to get it.
+        datalists: workflow -> the datalist written.
+    """
+
+    found: dict[str, dict[str, str]] = field(default_factory=dict)
+    missing: dict[str, str] = field(default_factory=dict)
+    datalists: dict[str, str] = field(default_factory=dict)
+
+
+def prepare_real(
+    from_dirs: Sequence[str | os.PathLike], output_dir: str | os.PathLike, manifest_path: str | os.PathLike = MANIFEST
+) -> PreparedReal:
+    """Check the real cases found under ``from_dirs`` (and in the repository) and write their datalists.
+
+    Raises:
+        DataError: one line per file whose sha256 differs from the manifest's (nothing is written then).
+    """
+    manifest = load_manifest(manifest_path)
+    out = Path(output_dir).resolve()
+    result, problems, entries = PreparedReal(), [], {}
+    for case in manifest["cases"]:
+        folder = manifest["sources"][case["source"]].get("folder", ".")
+        roots = [Path(d).resolve() for d in from_dirs]
+        if case.get("in_repository"):
+            roots.append(REPO_ROOT / case["in_repository"])
+        files = {"image": case["image"]} | ({"label": case["label"]} if case.get("label") else {})
+        paths = {role: _find(entry["path"], roots, folder) for role, entry in files.items()}
+        if any(p is None for p in paths.values()):
+            result.missing[case["id"]] = _where_to_get(manifest, case)
+            continue
+        for role, entry in files.items():
+            digest = sha256_of(paths[role])
+            if digest != entry["sha256"]:
+                problems.append(f"{paths[role]}: sha256 {digest} differs from {entry['sha256']} in {manifest_path}")
+        entries[case["id"]] = (case, paths)
+    if problems:
+        raise DataError(problems)
+    sections: dict[str, dict[str, list]] = {}
+    for case_id, (case, paths) in entries.items():
+        item = {"image": str(paths["image"])}
+        if "label" in paths:
+            label = _write_mapped_label(paths["label"], out / "labels" / f"{case_id}.nii.gz", case["label"]["map"])
+            item["label"] = str(label)
+        section = "test" if "label" in item else "unlabelled"
+        sections.setdefault(case["workflow"], {"test": [], "unlabelled": []})[section].append(item)
+        result.found[case_id] = item
+    for workflow, lists in sections.items():
+        datalist = {
+            "description": f"real public {workflow} cases from {MANIFEST.name}: for evaluation only",
+            "training": [],
+            **lists,
+        }
+        path = out / f"{workflow}_real.json"
+        write_json_atomic(datalist, path)
+        result.datalists[workflow] = str(path)
+    return result
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``prepare-real``: ``--from DIR`` (repeatable) and ``--output-dir``."""
+    parser.add_argument(
+        "--from",
+        dest="from_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="folder holding fetched files (e.g. a TotalSegmentator checkout); repeatable",
+    )
+    parser.add_argument("--output-dir", default="runs/real", help="where the datalists and mapped labels go")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Prepare the real cases and print what was found, what is missing and the datalists; 2 on a checksum
+    mismatch."""
+    try:
+        prepared = prepare_real(args.from_dirs, args.output_dir)
+    except DataError as error:
+        print(f"prepare-real: {error}", file=sys.stderr)
+        return 2
+    for case_id, paths in prepared.found.items():
+        print(f"found    {case_id}: {paths['image']}")
+    for case_id, where in prepared.missing.items():
+        print(f"missing  {case_id}: get it from {where}")
+    for workflow, path in prepared.datalists.items():
+        print(f"datalist {workflow}: {path}")
+        print(f"  evaluate: radcascade run {workflow} evaluate --set data_list_file_path={path} --set dataset_dir=/")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m data_manifests.real_public --from DIR [--from DIR] [--output-dir DIR]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
