@@ -1,0 +1,133 @@
+"""Benchmark: the trained models on real public scans (``data_manifests/real_public.json``), failures included.
+
+Every real case of a workflow's prepared datalist (``radcascade prepare-real``: the ``test`` cases with a label
+and the ``unlabelled`` ones) goes through inference twice, with the cascade and on the whole volume, in one
+process. Printed per case: the slices the gate kept (of all slices, after the body crop at the bundle's spacing),
+foreground Dice per labelled class against the real label on the scan's own grid, the axial extent of the
+predicted foreground, the wall time of each mode; then the peak resident memory of the process. A case that
+fails is printed with its error and counted, not skipped silently.
+
+    radcascade prepare-real --output-dir runs/real [--from DIR]     # once: checks the files, writes the datalist
+    python benchmarks/real_scans.py liver                           # runs/real/liver_real.json
+    python benchmarks/real_scans.py liver --datalist other.json --set sw_batch_size=8
+
+Needs trained checkpoints (``models/model.pt`` and ``models/classifier.pt``: ``radcascade demo <workflow>``).
+Real cases are for evaluation only: never tune a threshold on these figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from pipelines.api import Segmenter  # noqa: E402
+from pipelines.cli.main import parse_overrides  # noqa: E402
+from pipelines.io.inputs import case_name  # noqa: E402
+from pipelines.workflows import get_workflow  # noqa: E402
+
+
+def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    total = int(pred.sum()) + int(truth.sum())
+    return float("nan") if total == 0 else 2.0 * int((pred & truth).sum()) / total
+
+
+def _label_on_grid(label_path: str, reference) -> np.ndarray:
+    """The label's values on the grid of ``reference`` (the prediction, on the scan's grid), its axes reordered when
+    the label file stores them in another order (:func:`pipelines.validation.volume_checks.same_grid`)."""
+    import nibabel as nib
+
+    label = nib.load(label_path)
+    source = nib.orientations.io_orientation(label.affine)
+    target = nib.orientations.io_orientation(np.asarray(reference.affine, dtype=np.float64))
+    transform = nib.orientations.ornt_transform(source, target)
+    values = nib.orientations.apply_orientation(np.asarray(label.dataobj), transform)
+    if values.shape != tuple(reference.shape[-3:]):
+        raise ValueError(f"{label_path}: label shape {values.shape} != the scan's {tuple(reference.shape[-3:])}")
+    return values
+
+
+def _extent(mask: np.ndarray) -> str:
+    slices = np.flatnonzero(mask.any(axis=(0, 1)))
+    return f"{slices[0]}-{slices[-1]} of {mask.shape[2]}" if slices.size else f"none of {mask.shape[2]}"
+
+
+def run_case(item: dict, segmenters: dict[str, Segmenter], class_names: list[str], values: list[int]) -> dict:
+    """Both modes on one case: times, the gate's kept fraction, Dice per labelled class, predicted extent."""
+    row: dict = {"case": case_name(item["image"])}
+    for mode, segmenter in segmenters.items():
+        t0 = time.perf_counter()
+        pred = segmenter(item["image"])
+        row[f"{mode}_s"] = time.perf_counter() - t0
+        mask = np.asarray(pred[0])
+        report = segmenter.last_report
+        if report is not None:
+            row["kept"] = f"{report['slices_segmented']}/{report['num_slices']}"
+            row["kept_fraction"] = report["slices_segmented"] / max(report["num_slices"], 1)
+        row[f"{mode}_extent"] = _extent(mask > 0)
+        if item.get("label"):
+            truth = _label_on_grid(item["label"], pred)
+            for name, value in zip(class_names[1:], values[1:], strict=True):
+                if (truth == value).any():
+                    row[f"{mode}_{name}_dice"] = _dice(mask == value, truth == value)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workflow")
+    parser.add_argument("--datalist", default=None, help="default: runs/real/<workflow>_real.json")
+    parser.add_argument("--set", dest="overrides", action="append", metavar="ID=VALUE", help="inference config ids")
+    parser.add_argument("--json", default=None, help="also write the rows here")
+    args = parser.parse_args(argv)
+    datalist_path = Path(args.datalist or REPO_ROOT / "runs" / "real" / f"{args.workflow}_real.json")
+    if not datalist_path.is_file():
+        print(f"{datalist_path}: not found; run: radcascade prepare-real --output-dir {datalist_path.parent}")
+        return 2
+    datalist = json.loads(datalist_path.read_text())
+    items = datalist.get("test", []) + datalist.get("unlabelled", [])
+    overrides = parse_overrides(args.overrides)
+    parser_ = get_workflow(args.workflow).config_parser("inference", overrides)
+    class_names = list(parser_.get_parsed_content("class_names"))
+    values = list(range(len(class_names)))
+    if "label_values" in parser_:
+        values = list(parser_.get_parsed_content("label_values"))
+    segmenters = {
+        "cascade": Segmenter(args.workflow, use_cascade=True, **overrides),
+        "full": Segmenter(args.workflow, use_cascade=False, **overrides),
+    }
+    rows, failed = [], 0
+    for item in items:
+        try:
+            rows.append(run_case(item, segmenters, class_names, values))
+        except Exception as error:  # a real scan the models cannot take is a result, not a crash
+            failed += 1
+            rows.append({"case": case_name(item["image"]), "error": f"{type(error).__name__}: {error}"[:300]})
+    print(f"{args.workflow}: {len(items)} real case(s) from {datalist_path}, {failed} failed")
+    for row in rows:
+        if "error" in row:
+            print(f"  {row['case']}: FAILED {row['error']}")
+            continue
+        dice = ", ".join(f"{k.removesuffix('_dice')} {v:.3f}" for k, v in row.items() if k.endswith("_dice"))
+        print(
+            f"  {row['case']}: gate kept {row.get('kept', '-')} slices; {dice or 'no label'}; foreground slices "
+            f"cascade {row['cascade_extent']}, full {row['full_extent']}; "
+            f"{row['cascade_s']:.2f} s cascade, {row['full_s']:.2f} s full"
+        )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak RSS {peak:.0f} MiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "peak_rss_mib": peak}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
