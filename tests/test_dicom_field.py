@@ -242,3 +242,24 @@ def test_a_deflated_series_decodes_to_the_same_values(tmp_path):
     assert dicom_series_problems(deflated) == []
     load = Compose(get_workflow("brain").config_parser("inference").get_parsed_content("load_transforms")[:1])
     np.testing.assert_array_equal(load({"image": str(deflated)})["image"], load({"image": str(plain)})["image"])
+
+
+def test_a_study_folder_of_several_series_becomes_one_case_per_series(tmp_path):
+    """Inference on an export of a whole study: each image series is a case of its own (linked into series_dir),
+    the non-image objects beside them are left out; without series_dir the folder is refused, its series listed."""
+    from pipelines.inference.robust_inference import FailureReport, inference_inputs
+
+    study = _ct_small_series(tmp_path / "study", n=5, blank_uids=True, series_number=2)
+    _ct_small_series(study, n=3, blank_uids=True, series_number=3, prefix="other")
+    shutil.copy(TEST_FILES / "rtstruct.dcm", study / "rtstruct.dcm")
+
+    failures = FailureReport()
+    items = inference_inputs(study, failures, series_dir=tmp_path / "series")
+    assert [Path(i["image"]).name for i in items] == ["study_s1", "study_s2"]
+    assert sorted(len(list(Path(i["image"]).iterdir())) for i in items) == [3, 5]
+    assert all(check_volume(i["image"]) == [] for i in items)
+    assert inference_inputs(study, FailureReport(), series_dir=tmp_path / "series") == items  # a rerun: same names
+
+    refused = FailureReport()
+    assert inference_inputs(study, refused) == []
+    assert "2 image series in one folder" in refused.failures[0]["error"]

@@ -161,9 +161,14 @@ def inference_inputs(
     check_intensity: bool = False,
     allow_outside_root: bool = False,
     section: str = "test",
+    series_dir: str | os.PathLike | None = None,
 ) -> list[dict[str, Any]]:
     """The cases to segment from ``input_path`` (see :func:`pipelines.io.inputs.list_inference_inputs`), each
     input checked first; the bad ones are recorded in ``failures`` and left out.
+
+    A DICOM folder holding several image series (an export of a whole study) becomes one case per series when
+    ``series_dir`` is given (:func:`pipelines.io.dicom_reader.split_image_series` links each series' files into
+    ``<series_dir>/<folder>_s<k>``); without it, such a folder is refused with its series listed.
 
     Args:
         input_path: an image, a DICOM series folder, a folder of them, or a datalist JSON (its ``section``).
@@ -175,6 +180,7 @@ def inference_inputs(
             loop, at the cost of reading each volume twice).
         allow_outside_root: accept datalist paths outside the dataset root.
         section: datalist section to read.
+        series_dir: where a multi-series DICOM folder is split into one folder per series; None refuses it.
 
     Raises:
         DataError: when ``input_path`` does not exist or holds no image (nothing to do at all).
@@ -185,6 +191,8 @@ def inference_inputs(
         raise
     except ValueError as err:
         raise DataError(str(err)) from err
+    if series_dir is not None:
+        items = _one_item_per_series(items, series_dir)
     allow_outside_root = as_bool(allow_outside_root, "allow_outside_root")
     check_intensity = as_bool(check_intensity, "input_check_intensity")
     from_datalist = Path(input_path).is_file() and str(input_path).lower().endswith(".json")
@@ -204,6 +212,20 @@ def inference_inputs(
         return problems
 
     return checked_inputs(items, check, failures)
+
+
+def _one_item_per_series(items: Sequence[dict[str, Any]], series_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    from pipelines.io.dicom_reader import split_image_series
+    from pipelines.io.inputs import is_dicom_series_dir
+
+    expanded = []
+    for item in items:
+        image = item["image"]
+        if isinstance(image, str) and is_dicom_series_dir(image):
+            expanded += [{**item, "image": str(f)} for f in split_image_series(image, series_dir)]
+        else:
+            expanded.append(item)
+    return expanded
 
 
 def checked_inputs(

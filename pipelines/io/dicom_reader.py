@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from monai.data import ITKReader
 from monai.utils import ensure_tuple
@@ -21,7 +22,7 @@ from monai.utils import ensure_tuple
 from pipelines.validation.dicom_checks import dicom_series_problems, image_series
 from pipelines.validation.errors import DataError
 
-__all__ = ["DicomSeriesFolderReader"]
+__all__ = ["DicomSeriesFolderReader", "split_image_series"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,3 +64,33 @@ class DicomSeriesFolderReader(ITKReader):
             files = [str(p) for p in paths]
             images.append(itk.imread(files[0] if len(files) == 1 else files, **kwargs_))
         return images if len(folders) > 1 else images[0]
+
+
+def split_image_series(folder: str | os.PathLike, out_root: str | os.PathLike) -> list[Path]:
+    """One folder per image series of ``folder``, under ``out_root``, holding links to that series' files (copies
+    where the file system has no links); ``[folder]`` itself when it holds one series or none.
+
+    The folders are named ``<folder name>_s<k>``, ``k`` counting the series in the order of their first file's
+    name, so a rerun gives the same names; each is a clean series folder for the readers and the checks.
+    """
+    import shutil
+
+    folder = Path(folder)
+    series = image_series(folder)
+    if len(series) < 2:
+        return [folder]
+    out_root = Path(out_root)
+    folders = []
+    for k, (key, paths) in enumerate(sorted(series.items(), key=lambda item: item[1][0].name), start=1):
+        target = out_root / f"{folder.name}_s{k}"
+        target.mkdir(parents=True, exist_ok=True)
+        for path in paths:
+            link = target / path.name
+            if not link.exists():
+                try:
+                    link.symlink_to(path.resolve())
+                except OSError:
+                    shutil.copy2(path, link)
+        logger.info("%s: series %d of %d (%d slices, %s) -> %s", folder, k, len(series), len(paths), key, target)
+        folders.append(target)
+    return folders
