@@ -1,0 +1,265 @@
+"""Benchmark: one whole CT (512x512x600) through inference, stage by stage, against its I/O floor and the pipeline
+a model-zoo user would write, in one run.
+
+The volume is the real abdomen-pelvis CT in ``tests/data/real/totalsegmentator`` (TotalSegmentator's example,
+Apache-2.0) resampled onto a 512x512x600 grid over its field of view, written once as NIfTI and as a DICOM series
+of the same voxels under ``data/``. Each measurement runs in a fresh child process, so start-up and peak resident
+memory are its own. Printed:
+
+* ``import monai``: a bare ``python -c "import monai"``, the floor of any start-up;
+* the inference command users run (``radcascade run <workflow> inference``) on the NIfTI and on the DICOM series:
+  wall time and peak RSS;
+* the same stages in one process, timed one by one: start-up to the first read, read, preprocess, gate, network,
+  resample back, post-process, write;
+* the I/O floor: nibabel reading the NIfTI and writing a uint8 mask of its size (and SimpleITK reading the series);
+* the zoo-style pipeline (LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, ScaleIntensityRanged, MONAI's
+  SlidingWindowInferer, Invertd, AsDiscreted, SaveImaged) with the same network and weights, and the Dice of its
+  mask against ours (agreement, not accuracy: no label exists for this volume);
+* the ratios: ours after start-up vs the I/O floor, start-up vs ``import monai``, zoo vs ours, peak RSS vs the
+  volume's float32 size.
+
+    python benchmarks/whole_scan.py liver
+    python benchmarks/whole_scan.py liver --shape 512 512 300 --skip-dicom
+
+Needs trained checkpoints (``radcascade demo <workflow>``). nnU-Net v2 is not run: it is not installed here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+REAL_CT = REPO_ROOT / "tests" / "data" / "real" / "totalsegmentator" / "example_ct.nii.gz"
+
+# Run in a child process: the stages of the inference stage, one by one, with their times (JSON on stdout).
+_STAGES = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from pipelines.workflows import get_workflow
+import torch
+from monai.transforms import Compose
+from pipelines.api import load_weights
+workflow, path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+p = get_workflow(workflow).config_parser("inference", {"output_dir": out})
+net = load_weights(p.get_parsed_content("network"), p.get_parsed_content("ckpt_path"))
+load_weights(p.get_parsed_content("classifier_network"), p.get_parsed_content("classifier_ckpt_path"))
+inferer = p.get_parsed_content("cascade_inferer")
+load = p.get_parsed_content("load_transforms")
+read, checks = Compose(load[:1]), Compose(load[1:] + p.get_parsed_content("spatial_transforms"))
+post = p.get_parsed_content("prediction_postprocessing")
+resample, label_post = Compose(post[:2]), Compose(post[2:] + [p.get_parsed_content("prediction_mapping")])
+write = Compose(p.get_parsed_content("output_transforms")[1:2])
+times = {"startup": 0.0}  # the parent takes the process's wall time less the stages
+def step(name, fn, *a):
+    s = time.perf_counter(); r = fn(*a); times[name] = time.perf_counter() - s; return r
+d = step("read", read, {"image": path})
+d = step("preprocess", checks, d)
+with torch.inference_mode():
+    pred = step("gate + network", inferer, d["image"][None].to(p.get_parsed_content("device")), net)
+d["pred"] = pred[0]
+report = inferer.reports[-1] if getattr(inferer, "reports", None) else {}
+for k, v in (report.get("seconds") or {}).items():
+    times[f"  of which {k}"] = v
+d = step("resample back", resample, d)
+d = step("post-process", label_post, d)
+step("write", write, d)
+times["kept"] = f"{report.get('slices_segmented', '?')}/{report.get('num_slices', '?')}"
+print(json.dumps(times))
+"""
+
+# The pipeline a model-zoo user would write, with the same network and weights.
+_ZOO = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import torch
+from monai.data import decollate_batch
+from monai.inferers import SlidingWindowInferer
+from monai.transforms import (Activationsd, AsDiscreted, Compose, EnsureChannelFirstd, Invertd, LoadImaged,
+                              Orientationd, SaveImaged, ScaleIntensityRanged, Spacingd)
+from pipelines.api import load_weights
+from pipelines.workflows import get_workflow
+workflow, path, out = sys.argv[1], sys.argv[2], sys.argv[3]
+p = get_workflow(workflow).config_parser("inference")
+net = load_weights(p.get_parsed_content("network"), p.get_parsed_content("ckpt_path"))
+lo, hi = p.get_parsed_content("hu_window")
+pre = Compose([LoadImaged("image", image_only=True), EnsureChannelFirstd("image"),
+               Orientationd("image", axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))),
+               Spacingd("image", pixdim=p.get_parsed_content("pixdim"), mode="bilinear"),
+               ScaleIntensityRanged("image", a_min=lo, a_max=hi, b_min=0.0, b_max=1.0, clip=True)])
+post = Compose([Activationsd("pred", softmax=True),
+                Invertd("pred", transform=pre, orig_keys="image", nearest_interp=False, to_tensor=True),
+                AsDiscreted("pred", argmax=True),
+                SaveImaged("pred", output_dir=out, output_postfix="zoo", separate_folder=False, print_log=False,
+                           output_dtype="uint8")])
+inferer = SlidingWindowInferer(roi_size=p.get_parsed_content("roi_size"),
+                               sw_batch_size=p.get_parsed_content("sw_batch_size"),
+                               overlap=p.get_parsed_content("sw_overlap"), mode="gaussian")
+startup = time.perf_counter() - t0
+s = time.perf_counter()
+d = pre({"image": path})
+with torch.inference_mode():
+    d["pred"] = inferer(d["image"][None], net)[0]
+post(d)
+print(json.dumps({"startup": startup, "after start-up": time.perf_counter() - s}))
+"""
+
+_FLOOR = r"""
+import json, sys, time
+import numpy as np, nibabel as nib
+path, out = sys.argv[1], sys.argv[2]
+s = time.perf_counter(); img = nib.load(path); data = np.asanyarray(img.dataobj); read = time.perf_counter() - s
+mask = (data > 0).astype(np.uint8)
+s = time.perf_counter(); nib.save(nib.Nifti1Image(mask, img.affine), out); write = time.perf_counter() - s
+print(json.dumps({"read": read, "write": write}))
+"""
+
+_SERIES_FLOOR = r"""
+import json, sys, time
+import SimpleITK as sitk
+s = time.perf_counter()
+r = sitk.ImageSeriesReader(); r.SetFileNames(r.GetGDCMSeriesFileNames(sys.argv[1])); img = r.Execute()
+print(json.dumps({"read": time.perf_counter() - s, "size": list(img.GetSize())}))
+"""
+
+
+def _whole_scan(shape: tuple[int, int, int]) -> tuple[Path, Path]:
+    """The real CT resampled to ``shape`` over its field of view: a NIfTI file and a DICOM series (written once)."""
+    import nibabel as nib
+    import numpy as np
+    import SimpleITK as sitk
+    from scipy.ndimage import zoom
+
+    name = "x".join(map(str, shape))
+    nifti = REPO_ROOT / "data" / f"whole_scan_{name}.nii.gz"
+    series = REPO_ROOT / "data" / f"whole_scan_{name}_dicom"
+    if not nifti.is_file():
+        image = nib.load(REAL_CT)
+        data = np.asanyarray(image.dataobj).astype(np.float32)
+        factors = [n / s for n, s in zip(shape, data.shape, strict=True)]
+        large = np.round(zoom(data, factors, order=1)).astype(np.int16)
+        affine = image.affine @ np.diag([1 / f for f in factors] + [1.0])
+        affine[:3, 3] = image.affine[:3, 3] + image.affine[:3, :3] @ (0.5 / np.array(factors) - 0.5)
+        nifti.parent.mkdir(parents=True, exist_ok=True)
+        tmp = nifti.with_name(".tmp_" + nifti.name)
+        nib.save(nib.Nifti1Image(large, affine), tmp)
+        tmp.replace(nifti)
+    if not series.is_dir():
+        volume = sitk.ReadImage(str(nifti))
+        volume = sitk.Cast(volume, sitk.sitkInt16)
+        tmp = series.with_name(".tmp_" + series.name)
+        tmp.mkdir(parents=True, exist_ok=True)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        uid = "1.2.826.0.1.3680043.8.498." + str(abs(hash(name)) % 10**12)
+        direction = volume.GetDirection()
+        for k in range(volume.GetDepth()):
+            sl = volume[:, :, k]
+            tags = {
+                "0008|0060": "CT", "0020|000d": uid + ".1", "0020|000e": uid + ".2", "0020|0011": "1",
+                "0020|0013": str(k + 1), "0008|0016": "1.2.840.10008.5.1.4.1.1.2",
+                "0008|0018": f"{uid}.3.{k + 1}", "0020|0052": uid + ".4",
+                "0020|0032": "\\".join(map(str, volume.TransformIndexToPhysicalPoint((0, 0, k)))),
+                "0020|0037": "\\".join(map(str, direction[0:7:3] + direction[1:8:3])),
+                "0028|1050": "40", "0028|1051": "400", "0028|1052": "0", "0028|1053": "1",
+            }  # fmt: skip
+            for tag, value in tags.items():
+                sl.SetMetaData(tag, value)
+            writer.SetFileName(str(tmp / f"ct_{k:04d}.dcm"))
+            writer.Execute(sl)
+        tmp.replace(series)
+    return nifti, series
+
+
+def _child(code_or_cmd, *args: str, python: bool = True) -> tuple[dict | None, float, float]:
+    """Run ``code`` (python) or a command in a fresh process: its JSON output, wall time, and its own peak RSS in
+    GiB (``os.wait4`` of that process, not the maximum over every child so far)."""
+    import os
+
+    cmd = [sys.executable, "-c", code_or_cmd, *args] if python else list(code_or_cmd)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode("utf-8", errors="replace")
+        stderr = err.read().decode("utf-8", errors="replace")
+    if process.returncode:
+        raise SystemExit(f"{cmd[:4]} failed ({process.returncode}):\n{stderr[-3000:]}")
+    lines = [line for line in stdout.splitlines() if line.startswith("{")]
+    return (json.loads(lines[-1]) if lines else None), wall, usage.ru_maxrss / 2**20
+
+
+def _dice_of_files(a: Path, b: Path) -> float:
+    import nibabel as nib
+    import numpy as np
+
+    x, y = np.asarray(nib.load(a).dataobj) > 0, np.asarray(nib.load(b).dataobj) > 0
+    total = int(x.sum()) + int(y.sum())
+    return float("nan") if total == 0 else 2.0 * int((x & y).sum()) / total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("workflow")
+    parser.add_argument("--shape", nargs=3, type=int, default=[512, 512, 600])
+    parser.add_argument("--skip-dicom", action="store_true", help="NIfTI only")
+    args = parser.parse_args(argv)
+    nifti, series = _whole_scan(tuple(args.shape))
+    float32_gib = 4 * args.shape[0] * args.shape[1] * args.shape[2] / 2**30
+    print(f"{args.workflow}: one {'x'.join(map(str, args.shape))} CT ({nifti.name}; float32 {float32_gib:.2f} GiB)")
+
+    _, import_monai, _ = _child("import monai")
+    print(f"  python -c 'import monai': {import_monai:.1f} s")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = [("NIfTI", nifti)] + ([] if args.skip_dicom else [("DICOM series", series)])
+        for label, path in inputs:
+            cmd = ["radcascade", "run", args.workflow, "inference", "--set", f"input_path={path}",
+                   "--set", f"output_dir={tmp}/{label[:5]}", "--set", "register_model=false"]  # fmt: skip
+            _, wall, peak = _child(cmd, python=False)
+            print(f"  radcascade run {args.workflow} inference, {label}: {wall:.1f} s wall, peak RSS {peak:.2f} GiB")
+
+        stages, wall, peak = _child(_STAGES, args.workflow, str(nifti), f"{tmp}/stages")
+        after = sum(v for k, v in stages.items() if k not in ("startup", "kept") and not k.startswith("  "))
+        startup = wall - after  # process start to the first read: interpreter, imports, config, weights
+        stages["startup"] = startup
+        print(
+            f"  stage by stage (NIfTI), {wall:.1f} s wall, peak RSS {peak:.2f} GiB ({peak / float32_gib:.1f}x the "
+            f"float32 volume); gate kept {stages['kept']} slices"
+        )
+        for key, value in stages.items():
+            if key != "kept":
+                print(f"    {key:<28s} {value:7.2f} s")
+        floor, _, _ = _child(_FLOOR, str(nifti), f"{tmp}/floor.nii.gz")
+        io_floor = floor["read"] + floor["write"]
+        print(f"  I/O floor: nibabel read {floor['read']:.2f} s + write {floor['write']:.2f} s = {io_floor:.2f} s")
+        if not args.skip_dicom:
+            series_floor, _, _ = _child(_SERIES_FLOOR, str(series))
+            print(f"  I/O floor, DICOM series: SimpleITK read {series_floor['read']:.2f} s")
+        zoo, zoo_wall, zoo_peak = _child(_ZOO, args.workflow, str(nifti), f"{tmp}/zoo")
+        ours_mask = next(Path(tmp, "stages", "predictions").glob("*.nii.gz"))
+        zoo_mask = next(Path(tmp, "zoo").glob("*.nii.gz"))
+        agreement = _dice_of_files(ours_mask, zoo_mask)
+        print(
+            f"  zoo-style pipeline: {zoo['after start-up']:.1f} s after start-up ({zoo_wall:.1f} s wall), "
+            f"peak RSS {zoo_peak:.2f} GiB; foreground agreement (Dice) with ours {agreement:.4f}"
+        )
+    print("  ratios:")
+    print(f"    ours after start-up / I/O floor       {after / io_floor:.2f}  (target <= 2)")
+    print(f"    start-up - import monai               {startup - import_monai:+.1f} s  (target <= 1.5 s)")
+    print(f"    zoo / ours (after start-up)           x{zoo['after start-up'] / after:.2f}  (target >= 3)")
+    print(f"    peak RSS / float32 volume             {peak / float32_gib:.1f}  (target <= 2.5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
