@@ -1,5 +1,6 @@
 """MONAI transforms of the project: array transforms and their dictionary twins (suffix ``d``)."""
 
+from .foreground_box import InForegroundBox, InForegroundBoxd
 from .io import ReloadFromSource, ReloadFromSourced
 from .resample import ResampleToSource, ResampleToSourced
 from .slice_samples import RandSliceSamples, RandSliceSamplesd, SliceSamples, SliceSamplesd
@@ -11,6 +12,8 @@ __all__ = [
     "CheckVolumed",
     "ExtractSlices",
     "ExtractSlicesd",
+    "InForegroundBox",
+    "InForegroundBoxd",
     "RandSliceSamples",
     "RandSliceSamplesd",
     "ReloadFromSource",
