@@ -15,7 +15,8 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ImplicitVRLittleEndian, generate_uid
 
-from pipelines.io.dicom_seg import SaveDicomSeg, read_dicom_series, save_dicom_file, series_affine, write_dicom_seg
+from pipelines.io.dicom_seg import SaveDicomSeg, save_dicom_file, write_dicom_seg
+from pipelines.io.dicom_source import read_dicom_series, series_affine
 from tests.dicom_phantoms import LABEL_HU, PIXEL_SPACING, SLICE_SPACING, phantom_labels, write_ct_series
 
 CLASSES = ["background", "liver", "tumour"]
@@ -171,10 +172,9 @@ def _blank_uids(ds):
 
 
 def _warnings(caplog):
-    """The warnings that pipelines.io.dicom_seg logged, as text."""
-    return [
-        r.getMessage() for r in caplog.records if r.name == "pipelines.io.dicom_seg" and r.levelno == logging.WARNING
-    ]
+    """The warnings that the DICOM SEG modules (dicom_seg, dicom_source) logged, as text."""
+    names = ("pipelines.io.dicom_seg", "pipelines.io.dicom_source")
+    return [r.getMessage() for r in caplog.records if r.name in names and r.levelno == logging.WARNING]
 
 
 def _referenced_uids(seg):
@@ -188,7 +188,7 @@ def test_series_with_empty_uids_gets_a_seg_referencing_generated_uids(series, tm
     folder, labels, datasets = series
     mask, affine = _mask_as_monai_loads_it(folder)
     _edit_series_files(folder, _blank_uids)
-    with caplog.at_level(logging.WARNING, logger="pipelines.io.dicom_seg"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.io.dicom_source"):
         first = write_dicom_seg(mask, folder, tmp_path / "first.dcm", CLASSES, affine=affine)
     (warning,) = _warnings(caplog)
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
@@ -247,7 +247,7 @@ def test_uids_missing_from_files_and_file_meta_are_generated_the_same_every_time
     datasets = _ct_small_series(folder, 3, _strip_uids_and_file_meta)
     mask = np.zeros((128, 128, 3), np.uint8)  # the layout of series_affine: column, row, slice
     mask[40:60, 50:90, 1:] = 1
-    with caplog.at_level(logging.WARNING, logger="pipelines.io.dicom_seg"):
+    with caplog.at_level(logging.WARNING, logger="pipelines.io.dicom_source"):
         first = write_dicom_seg(mask, folder, tmp_path / "first.dcm", CLASSES[:2])
         second = write_dicom_seg(mask, folder, tmp_path / "second.dcm", CLASSES[:2])
     warning = _warnings(caplog)[0]

@@ -7,6 +7,7 @@ from pipelines._lazy import lazy_getattr
 
 _SUBMODULES = (
     "atomic",
+    "dicom_source",
     "dicom_reader",
     "dicom_seg",
     "inputs",
