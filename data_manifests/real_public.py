@@ -24,7 +24,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from pipelines.io.atomic import write_json_atomic
+from pipelines.io.atomic import atomic_write, write_json_atomic
 from pipelines.validation.errors import DataError
 
 __all__ = ["MANIFEST", "PreparedReal", "load_manifest", "sha256_of", "prepare_real", "add_arguments", "run", "main"]
@@ -94,10 +94,7 @@ def _write_mapped_label(src: Path, dst: Path, mapping: Mapping[str, int]) -> Pat
     mapped = nib.Nifti1Image(out, image.affine)
     mapped.set_qform(image.affine, code=1)
     mapped.set_sform(image.affine, code=1)
-    tmp = dst.with_name(dst.name + ".part.nii.gz")
-    nib.save(mapped, str(tmp))
-    os.replace(tmp, dst)
-    return dst
+    return atomic_write(dst, lambda tmp: nib.save(mapped, tmp))
 
 
 @dataclass

@@ -16,7 +16,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import RLELossless, generate_uid
 
-from pipelines.validation.dicom_checks import dicom_file_problems, dicom_series_problems, image_series_files
+from pipelines.validation.dicom_checks import checked_series_files, dicom_file_problems, dicom_series_problems
 from pipelines.validation.volume_checks import check_volume
 
 TEST_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
@@ -59,13 +59,13 @@ def _ct_small_series(
 def test_blank_uids_are_grouped_by_the_attributes_that_stand_in(tmp_path):
     folder = _ct_small_series(tmp_path / "ct", blank_uids=True)
     assert dicom_series_problems(folder) == []
-    assert len(image_series_files(folder)) == 5
+    assert len(checked_series_files(folder)[1]) == 5
     assert check_volume(folder) == []
 
 
 def test_reordered_files_are_read_along_the_slice_normal(tmp_path):
     folder = _ct_small_series(tmp_path / "ct", blank_uids=True, order=[3, 0, 4, 1, 2])
-    names = [p.name for p in image_series_files(folder)]
+    names = [p.name for p in checked_series_files(folder)[1]]
     assert names == [f"im_{i:03d}.dcm" for i in range(5)]
 
 
@@ -74,7 +74,7 @@ def test_non_image_objects_beside_the_slices_are_skipped(tmp_path):
     for name in ("rtstruct.dcm", "test-SR.dcm", "liver_1frame.dcm"):
         shutil.copy(TEST_FILES / name, folder / name)
     assert dicom_series_problems(folder) == []
-    assert [p.name for p in image_series_files(folder)] == [f"im_{i:03d}.dcm" for i in range(5)]
+    assert [p.name for p in checked_series_files(folder)[1]] == [f"im_{i:03d}.dcm" for i in range(5)]
     assert check_volume(folder) == []
 
 

@@ -27,7 +27,7 @@ from monai.data import Dataset, MetaTensor
 from monai.engines import SupervisedEvaluator
 
 from pipelines.io.atomic import write_json_atomic
-from pipelines.io.inputs import case_name, list_inference_inputs
+from pipelines.io.inputs import case_name, is_dicom_series_dir, list_inference_inputs
 from pipelines.validation.errors import DataError, find_data_error
 from pipelines.validation.path_safety import as_bool, resolve_inside
 from pipelines.validation.volume_checks import check_volume
@@ -216,7 +216,6 @@ def inference_inputs(
 
 def _one_item_per_series(items: Sequence[dict[str, Any]], series_dir: str | os.PathLike) -> list[dict[str, Any]]:
     from pipelines.io.dicom_reader import split_image_series
-    from pipelines.io.inputs import is_dicom_series_dir
 
     expanded = []
     for item in items:

@@ -3,7 +3,7 @@
 ``ITKReader`` hands a folder to GDCM's series helper and reads the first series it reports. A folder as it arrives
 from the field may also hold a DICOM SEG, an RTSTRUCT or a report beside the slices, or slices whose UIDs an
 anonymiser blanked; GDCM may then report several "series", and which comes first is an accident of their UIDs.
-This reader reads exactly the files :func:`pipelines.validation.dicom_checks.image_series_files` picks (the image
+This reader reads exactly the files :func:`pipelines.validation.dicom_checks.image_series` finds (the image
 slices, non-image objects left out, sorted along the slice normal). A folder with several image series is refused
 by the data checks that run before it (``validate_data``, the inference input check); read without them, it gives
 the series with the most slices and a warning naming it. Files (NIfTI, NRRD...) are left to MONAI's other readers.

@@ -125,19 +125,21 @@ class ModelRegistration:
 
         quiet = _DropMessage("Saving pytorch model by Pickle")  # MLflow's caution about pickle, chosen knowingly
         logging.getLogger("mlflow.pytorch").addFilter(quiet)
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir = Path(tmp) / MODEL_ARTIFACT
-            mlflow.pytorch.save_model(
-                self.network,
-                str(model_dir),
-                signature=segmenter_signature(self.in_channels, self.out_channels, self.spatial_dims),
-                # the module pickled: any batch and window size (pt2, MLflow 3's default, fixes the traced shapes)
-                serialization_format="pickle",
-                # stated, not inferred: inference would reload the model in a subprocess to trace its imports
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"monai=={monai.__version__}"],
-            )
-            client.log_artifacts(run_id, str(model_dir), artifact_path=MODEL_ARTIFACT)
-        logging.getLogger("mlflow.pytorch").removeFilter(quiet)
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                model_dir = Path(tmp) / MODEL_ARTIFACT
+                mlflow.pytorch.save_model(
+                    self.network,
+                    str(model_dir),
+                    signature=segmenter_signature(self.in_channels, self.out_channels, self.spatial_dims),
+                    # the module pickled: any batch and window size (pt2, MLflow 3's default, fixes traced shapes)
+                    serialization_format="pickle",
+                    # stated, not inferred: inference would reload the model in a subprocess to trace its imports
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"monai=={monai.__version__}"],
+                )
+                client.log_artifacts(run_id, str(model_dir), artifact_path=MODEL_ARTIFACT)
+        finally:  # a failed save must not leave the filter on MLflow's logger
+            logging.getLogger("mlflow.pytorch").removeFilter(quiet)
         source = f"{client.get_run(run_id).info.artifact_uri}/{MODEL_ARTIFACT}"
         return client.create_model_version(
             self.name, source, run_id=run_id, tags={CHECKPOINT_TAG: sha, "checkpoint": str(self.ckpt_path)}

@@ -32,9 +32,9 @@ __all__ = [
     "find_slice_gaps",
     "missing_slice_positions",
     "dicom_series_problems",
+    "checked_series_files",
     "dicom_file_problems",
     "image_series",
-    "image_series_files",
 ]
 
 logger = logging.getLogger(__name__)
@@ -420,15 +420,9 @@ def _sorted_paths(headers: list[_Header]) -> list[Path]:
     return [h.path for h in sorted(placed, key=lambda h: float(np.dot(h.position, normal)))]
 
 
-def image_series_files(folder: str | os.PathLike) -> list[Path]:
-    """The files of the one image series in ``folder`` (:func:`image_series`); empty when it holds none or
-    several."""
-    series = image_series(folder)
-    return next(iter(series.values())) if len(series) == 1 else []
-
-
-def dicom_series_problems(folder: str | os.PathLike, expect_volume: bool = True) -> list[str]:
-    """Problems with a folder meant to hold one DICOM series, found from the files' headers.
+def checked_series_files(folder: str | os.PathLike, expect_volume: bool = True) -> tuple[list[str], list[Path]]:
+    """Problems with a folder meant to hold one DICOM series, found from the files' headers, and the series'
+    files sorted along the slice normal (empty when there are problems): one read of the headers for both.
 
     Reports files that are not DICOM or are truncated; a folder with no image, or with several image series;
     a single slice where a volume is expected; slices that differ in size or orientation or lack a position; a
@@ -441,22 +435,23 @@ def dicom_series_problems(folder: str | os.PathLike, expect_volume: bool = True)
         expect_volume: a single slice is a problem (True), or acceptable (a 2D image).
 
     Returns:
-        The problems found, each starting with the folder or the file it concerns; empty when the series is sound.
+        The problems found, each starting with the folder or the file it concerns (empty when the series is
+        sound), and the series' files.
     """
     folder = Path(folder)
     if not _series_files(folder):
-        return [f"{folder}: folder holds no DICOM series (no files)"]
+        return [f"{folder}: folder holds no DICOM series (no files)"], []
     headers, problems, skipped = _scan(folder)
     if not headers:
         if skipped and not problems:
             kinds = ", ".join(sorted({kind for _, kind in skipped}))
-            return [f"{folder}: folder holds no image series, only non-image DICOM objects: {kinds}"]
-        return [*problems, f"{folder}: folder holds no DICOM series"]
+            return [f"{folder}: folder holds no image series, only non-image DICOM objects: {kinds}"], []
+        return [*problems, f"{folder}: folder holds no DICOM series"], []
     mixed = _mixed_series_problem(folder, headers)
     if mixed:
-        return [*problems, mixed]
+        return [*problems, mixed], []
     if any(h.frames > 1 for h in headers):  # multi-frame files: their frames carry the geometry
-        return problems
+        return problems, [] if problems else _sorted_paths(headers)
     if len(headers) == 1:
         if expect_volume:
             h = headers[0]
@@ -464,9 +459,14 @@ def dicom_series_problems(folder: str | os.PathLike, expect_volume: bool = True)
                 f"{folder}: holds a single slice ({h.path.name}, {h.size[0]}x{h.size[1]}), not a volume; expected "
                 "the whole series, one file per slice"
             )
-        return problems
+        return problems, [] if problems else _sorted_paths(headers)
     consistency = _consistency_problems(folder, headers)
     problems += consistency
     if not consistency:
         problems += _position_problems(folder, headers)
-    return problems
+    return problems, [] if problems else _sorted_paths(headers)
+
+
+def dicom_series_problems(folder: str | os.PathLike, expect_volume: bool = True) -> list[str]:
+    """The problems of :func:`checked_series_files`: empty when ``folder`` holds one sound series."""
+    return checked_series_files(folder, expect_volume)[0]

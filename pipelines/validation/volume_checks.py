@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.validation.dicom_checks import dicom_file_problems, dicom_series_problems, image_series_files
+from pipelines.validation.dicom_checks import checked_series_files, dicom_file_problems
 from pipelines.validation.errors import short_error
 
 __all__ = [
@@ -132,13 +132,13 @@ def _read_sitk(
     try:
         if path.is_dir():
             # headers first: GDCM reads a gappy series silently
-            series_problems = dicom_series_problems(path, expect_volume=expect_ndim == 3)
+            series_problems, files = checked_series_files(path, expect_volume=expect_ndim == 3)
             if series_problems:
                 problems += series_problems
                 return None
             dicom = True
             reader = sitk.ImageSeriesReader()
-            reader.SetFileNames([str(f) for f in image_series_files(path)])
+            reader.SetFileNames([str(f) for f in files])
             image = reader.Execute()  # a series has no cheap header-only read; read it whole
         else:
             reader = sitk.ImageFileReader()
