@@ -70,8 +70,8 @@ def run_case(item: dict, segmenters: dict[str, Segmenter], class_names: list[str
         mask = np.asarray(pred[0])
         report = segmenter.last_report
         if report is not None:
-            row["kept"] = f"{report['slices_segmented']}/{report['num_slices']}"
-            row["kept_fraction"] = report["slices_segmented"] / max(report["num_slices"], 1)
+            row["kept"] = f"{report['slices_kept']}/{report['num_slices']}"
+            row["kept_fraction"] = report["slices_kept"] / max(report["num_slices"], 1)
         row[f"{mode}_extent"] = _extent(mask > 0)
         if item.get("label"):
             truth = _label_on_grid(item["label"], pred)

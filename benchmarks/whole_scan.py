@@ -69,7 +69,7 @@ for k, v in (report.get("seconds") or {}).items():
 d = step("resample back", resample, d)
 d = step("post-process", label_post, d)
 step("write", write, d)
-times["kept"] = f"{report.get('slices_segmented', '?')}/{report.get('num_slices', '?')}"
+times["kept"] = f"{report.get('slices_kept', '?')}/{report.get('num_slices', '?')}"
 print(json.dumps(times))
 """
 

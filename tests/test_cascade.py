@@ -144,3 +144,26 @@ def test_enabled_reads_command_line_strings(value, expected):
 def test_enabled_rejects_junk():
     with pytest.raises(ValueError, match=r"use_cascade\) must be true or false, got 'maybe'"):
         _inferer(enabled="maybe")
+
+
+def test_context_slices_are_segmented_but_never_labelled():
+    """A slab grown to the window's depth gives the segmenter context; the slices the gate rejected stay empty."""
+    image = _phantom()
+    image[0, 2:5, 2:5, 30:34] = 1.0  # bright outside the lesion's slab: the classifier will not keep these slices
+    inferer = _inferer(min_slab_slices=30, threshold=0.9)
+    inferer.classifier = LesionOnlyClassifier()
+    mask = inferer(image[None], ThresholdSegmenter()).argmax(1)[0]
+    report = inferer.reports[-1]
+    assert report["kept"] == [{"start": LESION.start - 2, "stop": LESION.stop + 2}] and report["slices_kept"] == 12
+    assert report["slabs"] == [{"start": 1, "stop": 31}]  # grown about its centre: it reaches bright slice 30
+    assert mask[..., 30:34].sum() == 0  # bright, slice 30 inside the slab, but rejected by the gate
+    assert torch.equal(mask[..., LESION].bool(), image[0, ..., LESION] > 0.5)
+
+
+class LesionOnlyClassifier(torch.nn.Module):
+    """Positive only on slices whose bright voxels fill the lesion's 6 x 6 square (not the 3 x 3 one elsewhere)."""
+
+    def forward(self, x):
+        centre = x[:, x.shape[1] // 2]
+        score = ((centre > 0.5).float().flatten(1).sum(1) > 20).float() * 20.0 - 10.0
+        return torch.stack([torch.zeros_like(score), score], dim=1)

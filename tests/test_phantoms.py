@@ -157,3 +157,52 @@ def test_long_scan_keeps_the_abdomen_and_adds_chest_and_pelvis():
     assert (long_lab[..., :10] == 0).all()  # no liver in the pelvis
     with pytest.raises(ValueError, match="z_range must increase"):
         make_liver_ct_phantom(0, shape=(16, 16, 8), z_range=(1.0, 0.0))
+
+
+# the regions around the abdomen: (-1, 1.6) in 40 slices of 10.4 mm is 160 mm per abdomen unit
+LONG, LONG_SPACING, LONG_RANGE = (64, 64, 40), (5.0, 5.0, 10.4), (-1.0, 1.6)
+
+
+def _zf(k: int) -> float:
+    return LONG_RANGE[0] + (LONG_RANGE[1] - LONG_RANGE[0]) * k / (LONG[2] - 1)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pelvis_holds_femoral_heads_on_both_sides_and_no_liver(seed):
+    image, label, _ = make_liver_ct_phantom(seed, shape=LONG, spacing=LONG_SPACING, z_range=LONG_RANGE)
+    low = [k for k in range(LONG[2]) if -0.9 < _zf(k) < -0.65]  # the femoral heads' level
+    bone = image[..., low] > 350
+    half = LONG[0] // 2
+    assert bone[:half].sum() > 20 and bone[half:].sum() > 20  # one femoral head on each side
+    pelvis = [k for k in range(LONG[2]) if _zf(k) < -0.1]
+    assert (label[..., pelvis] == 0).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lower_chest_holds_lungs_and_heart_and_no_liver(seed):
+    image, label, _ = make_liver_ct_phantom(seed, shape=LONG, spacing=LONG_SPACING, z_range=LONG_RANGE)
+    chest = [k for k in range(LONG[2]) if _zf(k) > 1.35]
+    assert (label[..., chest] == 0).all()
+    top = image[..., chest[-1]]
+    body = top > -500
+    lung = (top > -950) & (top < -700)
+    assert lung.sum() > 0.35 * (body.sum() + lung.sum())  # the lungs fill much of the chest
+    # the heart: soft tissue in front of the spine, between the lungs (axis 1 grows anteriorly)
+    heart_level = [k for k in range(LONG[2]) if 1.1 < _zf(k) < 1.3]
+    centre = image[LONG[0] // 2 - 6 : LONG[0] // 2 + 6, LONG[1] // 2 : LONG[1] // 2 + 10]
+    assert max(np.median(centre[..., k]) for k in heart_level) > 0
+
+
+def test_default_task_varies_the_field_of_view(tmp_path):
+    from pipelines.phantoms.liver_ct import case_z_range
+
+    ranges = [case_z_range(s) for s in range(40)]
+    assert ranges == [case_z_range(s) for s in range(40)]  # seeded
+    assert 0.1 < sum(r == (0.0, 1.0) for r in ranges) / len(ranges) < 0.5
+    assert min(r[0] for r in ranges) < -0.6 and max(r[1] for r in ranges) > 1.3
+    task = write_liver_phantom_task(tmp_path / "t", num_cases=4, seed=0, shape=(32, 32, 8), spacing=(9.0, 9.0, 20.0))
+    dataset = json.loads((task / "dataset.json").read_text())
+    assert dataset["phantom"]["z_range"] == "per case"
+    z_spacings = {round(float(nib.load(task / item["image"]).header.get_zooms()[2]), 3) for item in dataset["training"]}
+    assert len(z_spacings) > 1  # the slice spacing grows with the case's range
+    assert all(nib.load(task / item["image"]).shape == (32, 32, 8) for item in dataset["training"])

@@ -22,7 +22,7 @@ from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
 from pipelines.inference.fast_inference import check_precision, resolve_precision
-from pipelines.inference.slabs import Slab, covered_slices, select_slabs
+from pipelines.inference.slabs import Slab, covered_slices, select_slabs, slab_mask
 from pipelines.io.atomic import write_json_atomic
 from pipelines.io.inputs import case_name
 from pipelines.validation.path_safety import as_bool
@@ -115,10 +115,11 @@ def _case_name(inputs: torch.Tensor, index: int) -> str:
 class SliceGatedInferer(Inferer):
     """Segment only the slabs that a slice classifier finds positive; the rest of the volume is background.
 
-    For each volume of the batch: score every axial slice with ``classifier``, select slabs
-    (:func:`pipelines.inference.slabs.select_slabs`), run ``segmenter_inferer`` on each slab, and paste the logits
-    into a
-    full-size output that is background elsewhere. No positive slice: the segmenter does not run at all. The output
+    For each volume of the batch: score every axial slice with ``classifier``, select the slices to keep
+    (:func:`pipelines.inference.slabs.select_slabs`: the positive runs and their margins), run ``segmenter_inferer``
+    on each kept slab grown to ``min_slab_slices`` (the context its window needs), and paste its logits on the kept
+    slices into a full-size output that is background elsewhere: a slice the gate rejects is never labelled, even
+    inside the context of a slab. No positive slice: the segmenter does not run at all. The output
     has the input's spatial shape and metadata, so ``Invertd`` maps it back to the original geometry.
 
     Args:
@@ -198,15 +199,20 @@ class SliceGatedInferer(Inferer):
         )
         t_classify = time.perf_counter() - t0
         spacing = float(volume.pixdim[-1]) if isinstance(volume, MetaTensor) else None
-        margin_mm = self.selection["margin_mm"]
-        slabs = select_slabs(
-            probs, slice_spacing_mm=spacing if margin_mm else None, min_length=self.min_slab_slices, **self.selection
-        )
+        spacing = spacing if self.selection["margin_mm"] else None
+        # the slices the gate keeps (runs and margins), and the slabs the segmenter runs on: those grown to its
+        # window's depth, so that it sees real neighbours; only the kept slices of its output are used
+        kept = select_slabs(probs, slice_spacing_mm=spacing, **self.selection)
+        slabs = select_slabs(probs, slice_spacing_mm=spacing, min_length=self.min_slab_slices, **self.selection)
         t1 = time.perf_counter()
         out = background_logits(self.num_classes, volume.shape[1:], device=volume.device)
         for slab in slabs:
             part = self.segmenter_inferer(crop_slab(volume, slab)[None], network, *args, **kwargs)
             paste_slab(out, torch.as_tensor(part)[0], slab)
+        context_only = slab_mask(slabs, n) & ~slab_mask(kept, n) if slabs else np.zeros(n, dtype=bool)
+        if context_only.any():
+            outside = background_logits(self.num_classes, (1, 1, 1), device=out.device)
+            out[..., torch.from_numpy(context_only).to(out.device)] = outside
         t_segment = time.perf_counter() - t1
         report = {
             "case": name,
@@ -215,6 +221,8 @@ class SliceGatedInferer(Inferer):
             "slice_probabilities": [round(float(p), 5) for p in probs],
             "selection": self.selection,
             "slabs": [s.to_dict() for s in slabs],
+            "kept": [s.to_dict() for s in kept],
+            "slices_kept": covered_slices(kept),
             "slices_segmented": covered_slices(slabs),
             "voxels_segmented": int(np.prod(volume.shape[1:-1])) * covered_slices(slabs),
             "voxels_total": int(np.prod(volume.shape[1:])),
@@ -224,8 +232,9 @@ class SliceGatedInferer(Inferer):
         if self.report_dir is not None:
             write_json_atomic(report, self.report_dir / f"{name}_cascade.json", indent=1)
         logger.info(
-            "%s: %d slab(s) %s, %d of %d slices segmented (classify %.2f s, segment %.2f s)",
-            name, len(slabs), [(s.start, s.stop) for s in slabs], report["slices_segmented"], n, t_classify, t_segment,
+            "%s: %d of %d slices kept %s, %d segmented (classify %.2f s, segment %.2f s)",
+            name, report["slices_kept"], n, [(s.start, s.stop) for s in kept], report["slices_segmented"], t_classify,
+            t_segment,
         )  # fmt: skip
         return out
 

@@ -43,8 +43,9 @@ from pipelines.phantoms.common import (
     superellipse,
 )
 from pipelines.phantoms.liver_ct_anatomy import add_tumours, draw_ribs, keep_largest_component
+from pipelines.phantoms.liver_ct_regions import BodyFrame, paint_lower_chest, paint_pelvis, psoas_muscles
 
-__all__ = ["make_liver_ct_phantom", "write_liver_phantom_task", "main"]
+__all__ = ["case_z_range", "make_liver_ct_phantom", "write_liver_phantom_task", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,10 @@ def make_liver_ct_phantom(
     180-280), discs, spinal canal and posterior arch; ribs; aorta and IVC (40-150 depending on the contrast
     phase); kidneys, spleen, stomach with an air-fluid level, bowel gas pockets (-1000..-800), lung bases;
     liver parenchyma 55-70 with vessels; 0-4 tumours (radius 5-30 mm, mostly hypodense by 15-40 HU, some
-    hyperdense). Then a slight Gaussian blur (partial volume) and correlated Gaussian noise (sigma 8-15 HU).
+    hyperdense); psoas muscles beside the lumbar spine. Below the iliac crests (at 0.95 to 1.1 of the
+    abdomen's height from its top), the pelvis: iliac wings, sacrum, femoral heads, gluteal muscles, pelvic fat,
+    bladder and rectum (:mod:`pipelines.phantoms.liver_ct_regions`). Above it, the lower chest: lungs, heart and
+    sternum. Then a slight Gaussian blur (partial volume) and correlated Gaussian noise (sigma 8-15 HU).
 
     Args:
         seed: seed of ``numpy.random.default_rng``; the same seed, shape and spacing give identical output.
@@ -82,8 +86,8 @@ def make_liver_ct_phantom(
         spacing: voxel size in mm along the same axes.
         z_range: the craniocaudal extent of the scan in units of the abdomen described above (0 its bottom slice,
             1 its top slice). The default scans the abdomen only; ``(-1.0, 1.6)`` scans 2.6 times as far, with
-            body, spine and bowel continuing below and the lungs filling the chest above, so the liver covers a
-            realistic fraction of a chest-abdomen-pelvis scan (choose ``shape[2]`` to keep the slice spacing).
+            the pelvis below and the chest above, so the liver covers a realistic fraction of a
+            chest-abdomen-pelvis scan (choose ``shape[2]`` to keep the slice spacing).
 
     Returns:
         ``(image, label, affine)``: ``image`` int16 HU of ``shape``; ``label`` uint8 of ``shape`` with
@@ -166,6 +170,12 @@ def make_liver_ct_phantom(
     paint(img, vb & np.broadcast_to(vb_rad < 1.0 - cort / min(vb_r), full), cancellous_hu)
     paint(img, vb & disc, rng.uniform(70, 100))
     spine = vb | bone_arch | np.broadcast_to(canal_rad < 1.0, full)
+    # below the iliac crests (seldom inside the default field of view) the pelvis replaces the lumbar spine; its
+    # draws come from their own generator, so the abdomen of a seed is the same whatever the scan's range
+    region_rng = np.random.default_rng([int(seed), 1])
+    pelvis_top = region_rng.uniform(-0.05, 0.1)
+    frame = BodyFrame((cx, cy), half_w, half_ap, vb_c, vb_r, fat_t, u, fov[2] / (z_hi - z_lo))
+    region_hu = {"fat": fat_hu, "muscle": muscle_hu, "cortical": cortical_hu, "cancellous": cancellous_hu}
 
     # ---- great vessels -----------------------------------------------------------------------------------------
     ao_r = rng.uniform(9, 13) * u
@@ -221,7 +231,21 @@ def make_liver_ct_phantom(
         lc = (vb_c[0] + side * 0.42 * half_w, cy - 0.75 * half_ap)
         lr = ellipsoid_radius(x, y, None, lc, (0.36 * half_w, 0.5 * half_ap), angle=-side * 0.5)
         lungs |= (lr < grow) & inner & (grow > 0)
-    paint(img, lungs, rng.uniform(-880, -820))
+    lung_hu = rng.uniform(-880, -820)
+    paint(img, lungs, lung_hu)
+
+    # ---- the regions around the abdomen: psoas and pelvis below, lungs and heart above -----------------------
+    psoas = psoas_muscles(x, y, zf, frame, pelvis_top, full) & inner & ~(kidneys | fossae | spine)
+    paint(img, psoas, muscle_hu)
+    pelvis = paint_pelvis(region_rng, img, x, y, zf, frame, pelvis_top, body, inner, region_hu, full)
+    sacral = np.broadcast_to(zf < pelvis_top, full)  # the lumbar spine and the aorta end at the pelvis
+    paint(img, sacral & spine & ~pelvis, muscle_hu)
+    paint(img, sacral & vessels & ~pelvis, soft_hu)
+    spine &= ~sacral
+    vessels &= ~sacral
+    chest = paint_lower_chest(
+        region_rng, img, x, y, zf, frame, inner, {**region_hu, "lung": lung_hu}, contrast, full
+    )
 
     # ---- liver: right lobe + left lobe (smooth union), deformed by low-frequency noise -----------------------
     z_bot, z_top = rng.uniform(0.15, 0.35), rng.uniform(0.95, 1.12)
@@ -244,7 +268,7 @@ def make_liver_ct_phantom(
     k = 0.08
     blend = -k * np.logaddexp(-right / k, -left / k)
     blend += 0.12 * smooth_field(rng, full, (6, 6, 5))
-    liver = (blend < 1.0) & inner & ~(spine | vessels | kidneys | fossae | lungs)
+    liver = (blend < 1.0) & inner & ~(spine | vessels | kidneys | fossae | lungs | psoas | pelvis | chest)
     liver &= np.broadcast_to(zf >= z_bot, full)
     # fat of a renal fossa left as a hole in an axial slice of the liver (above the kidney pole) becomes liver
     in_plane = np.zeros((3, 3, 3), dtype=bool)
@@ -265,8 +289,8 @@ def make_liver_ct_phantom(
     add_tumours(rng, img, label, liver, (x, y, zmm), spacing, u, liver_hu)
 
     # ---- vessels, ribs painted last (outside the liver label) --------------------------------------------------
-    paint(img, aorta & body, 45 + 105 * contrast)
-    paint(img, ivc & body & ~aorta, 40 + 80 * contrast)
+    paint(img, aorta & vessels & body, 45 + 105 * contrast)
+    paint(img, ivc & vessels & body & ~aorta, 40 + 80 * contrast)
     ribs = draw_ribs(rng, x, y, zf, (cx, cy), a_z - fat_t - 0.5 * muscle_t, b_z - fat_t - 0.5 * muscle_t, u, full)
     ribs &= ~(label > 0)
     paint(img, ribs, rng.uniform(450, 750))
@@ -291,6 +315,19 @@ def make_liver_ct_phantom(
 # ---------------------------------------------------------------------------------------------------------------
 # writing an MSD-style task folder
 # ---------------------------------------------------------------------------------------------------------------
+def case_z_range(seed: int) -> tuple[float, float]:
+    """The craniocaudal range of a case of a task written with varied ranges, drawn from ``seed``.
+
+    A quarter of the cases scan the abdomen alone (as the default of :func:`make_liver_ct_phantom`); the others
+    reach down into the pelvis (as far as the femoral heads) and up into the lower chest (the heart and the lungs),
+    as abdomen-pelvis and chest-abdomen-pelvis scans do. ``0`` and ``1`` are the abdomen's bottom and top slices.
+    """
+    rng = np.random.default_rng([int(seed), 2])
+    if rng.random() < 0.25:
+        return 0.0, 1.0
+    return round(float(rng.uniform(-0.9, 0.0)), 3), round(float(rng.uniform(1.0, 1.45)), 3)
+
+
 def _task_is_complete(out_dir: Path, num_cases: int, params: dict) -> bool:
     """True when ``out_dir/dataset.json`` lists ``num_cases`` cases, made with ``params``, whose files exist."""
     ds_path = out_dir / "dataset.json"
@@ -313,7 +350,7 @@ def write_liver_phantom_task(
     seed: int = 0,
     shape: Sequence[int] = DEFAULT_SHAPE,
     spacing: Sequence[float] = DEFAULT_SPACING,
-    z_range: Sequence[float] = (0.0, 1.0),
+    z_range: Sequence[float] | None = None,
 ) -> Path:
     """Write ``num_cases`` phantoms as a Medical Segmentation Decathlon Task03_Liver folder.
 
@@ -332,7 +369,10 @@ def write_liver_phantom_task(
         seed: base seed of the task.
         shape: voxels per case along (x, y, z).
         spacing: voxel size in mm.
-        z_range: craniocaudal extent of each scan (see :func:`make_liver_ct_phantom`).
+        z_range: craniocaudal extent of every scan (see :func:`make_liver_ct_phantom`), or ``None`` (the default)
+            for a range of its own per case (:func:`case_z_range`): from abdomen-only to pelvis-to-lower-chest,
+            as real abdominal CTs come. The slice spacing then grows with the range (``spacing[2]`` for the
+            abdomen alone), so every case keeps ``shape[2]`` slices.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -345,7 +385,9 @@ def write_liver_phantom_task(
     out_dir = Path(out_dir)
     params = {"seed": int(seed), "shape": [int(s) for s in shape], "spacing": [float(s) for s in spacing]}
     params["axes"] = "RAS"  # absent from tasks written with the organs mirrored: those are rewritten
-    if tuple(float(v) for v in z_range) != (0.0, 1.0):
+    if z_range is None:
+        params["z_range"] = "per case"
+    elif tuple(float(v) for v in z_range) != (0.0, 1.0):
         params["z_range"] = [float(v) for v in z_range]
     if _task_is_complete(out_dir, int(num_cases), params):
         logger.info("phantom task %s is already complete (%d cases); nothing to do", out_dir, num_cases)
@@ -355,7 +397,13 @@ def write_liver_phantom_task(
     training = []
     for i in range(int(num_cases)):
         name = f"liver_{i}.nii.gz"
-        image, label, affine = make_liver_ct_phantom(case_seed(seed, i), shape=shape, spacing=spacing, z_range=z_range)
+        case_range, case_spacing = z_range, spacing
+        if z_range is None:
+            case_range = case_z_range(case_seed(seed, i))
+            case_spacing = (*spacing[:2], spacing[2] * (case_range[1] - case_range[0]))
+        image, label, affine = make_liver_ct_phantom(
+            case_seed(seed, i), shape=shape, spacing=case_spacing, z_range=case_range
+        )
         save_nifti(image, affine, out_dir / "imagesTr" / name)
         save_nifti(label, affine, out_dir / "labelsTr" / name)
         training.append({"image": f"./imagesTr/{name}", "label": f"./labelsTr/{name}"})
@@ -388,8 +436,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"))
     parser.add_argument("--spacing", type=float, nargs=3, default=list(DEFAULT_SPACING), metavar=("SX", "SY", "SZ"))
     parser.add_argument(
-        "--z-range", type=float, nargs=2, default=[0.0, 1.0], metavar=("LO", "HI"),
-        help="craniocaudal extent in units of the abdomen (default 0 1; -1 1.6 for a chest-abdomen-pelvis scan)",
+        "--z-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+        help="craniocaudal extent in units of the abdomen, the same for every case (0 1: the abdomen; -1 1.6: "
+        "chest-abdomen-pelvis); default: a range of its own per case",
     )  # fmt: skip
     args = parser.parse_args(argv)
     return run_writer(
