@@ -243,9 +243,7 @@ def make_liver_ct_phantom(
     paint(img, sacral & vessels & ~pelvis, soft_hu)
     spine &= ~sacral
     vessels &= ~sacral
-    chest = paint_lower_chest(
-        region_rng, img, x, y, zf, frame, inner, {**region_hu, "lung": lung_hu}, contrast, full
-    )
+    chest = paint_lower_chest(region_rng, img, x, y, zf, frame, inner, {**region_hu, "lung": lung_hu}, contrast, full)
 
     # ---- liver: right lobe + left lobe (smooth union), deformed by low-frequency noise -----------------------
     z_bot, z_top = rng.uniform(0.15, 0.35), rng.uniform(0.95, 1.12)

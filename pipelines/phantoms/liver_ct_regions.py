@@ -72,9 +72,7 @@ def psoas_muscles(x, y, zf, frame: BodyFrame, pelvis_top: float, full) -> np.nda
     return psoas & (grow > 0)
 
 
-def paint_pelvis(
-    rng, img, x, y, zf, frame: BodyFrame, pelvis_top: float, body, inside, hu: dict, full
-) -> np.ndarray:
+def paint_pelvis(rng, img, x, y, zf, frame: BodyFrame, pelvis_top: float, body, inside, hu: dict, full) -> np.ndarray:
     """Paint the pelvis below ``pelvis_top`` (the iliac crests' level, in ``zf`` units) and return its mask.
 
     Drawn: gluteal muscles, the iliac wings converging from the crests to the acetabula, the sacrum (taking the
