@@ -167,3 +167,35 @@ class LesionOnlyClassifier(torch.nn.Module):
         centre = x[:, x.shape[1] // 2]
         score = ((centre > 0.5).float().flatten(1).sum(1) > 20).float() * 20.0 - 10.0
         return torch.stack([torch.zeros_like(score), score], dim=1)
+
+
+class CountingClassifier(BrightnessClassifier):
+    """BrightnessClassifier that counts the slices it classifies."""
+
+    def __init__(self):
+        super().__init__()
+        self.slices_seen = 0
+
+    def forward(self, x):
+        self.slices_seen += x.shape[0]
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("stride", [2, 3, 5])
+def test_coarse_to_fine_scoring_finds_each_edge_with_fewer_slices(stride):
+    volume = _phantom(depth=60)
+    every = score_slices(BrightnessClassifier(), volume, image_size=(24, 20))
+    counting = CountingClassifier()
+    coarse = score_slices(counting, volume, image_size=(24, 20), stride=stride)
+    assert coarse.shape == (60,) and np.isfinite(coarse).all()
+    np.testing.assert_array_equal(coarse >= 0.5, every >= 0.5)  # the same positive slices, edges to the slice
+    assert counting.slices_seen < 60 * (1 / stride + 0.3)
+
+
+def test_stride_is_reported_and_checked():
+    inferer = _inferer(stride=2)
+    inferer(_phantom()[None], ThresholdSegmenter())
+    assert inferer.reports[-1]["classifier_stride"] == 2
+    assert inferer.reports[-1]["kept"] == [{"start": LESION.start - 2, "stop": LESION.stop + 2}]
+    with pytest.raises(ValueError, match="cascade_stride"):
+        _inferer(stride=0)

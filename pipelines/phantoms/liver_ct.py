@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_SHAPE = (224, 224, 64)
 DEFAULT_SPACING = (1.6, 1.6, 2.5)
 LABELS = {"0": "background", "1": "liver", "2": "cancer"}
+# Raised whenever the generator draws different phantoms: a task folder written by an older one is rewritten.
+GENERATOR_VERSION = 2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -71,14 +73,15 @@ def make_liver_ct_phantom(
     and the lung bases.
 
     Contents (HU before noise): air -1000; subcutaneous fat about -100; abdominal wall and paraspinal muscle
-    about 50; peritoneal soft tissue 25-45 with visceral fat patches; vertebral body (cortex 700-900, cancellous
+    40-65; peritoneal soft tissue 25-45 with visceral fat patches; vertebral body (cortex 700-900, cancellous
     180-280), discs, spinal canal and posterior arch; ribs; aorta and IVC (40-150 depending on the contrast
     phase); kidneys, spleen, stomach with an air-fluid level, bowel gas pockets (-1000..-800), lung bases;
-    liver parenchyma 55-70 with vessels; 0-4 tumours (radius 5-30 mm, mostly hypodense by 15-40 HU, some
-    hyperdense); psoas muscles beside the lumbar spine. Below the iliac crests (at 0.95 to 1.1 of the
-    abdomen's height from its top), the pelvis: iliac wings, sacrum, femoral heads, gluteal muscles, pelvic fat,
-    bladder and rectum (:mod:`pipelines.phantoms.liver_ct_regions`). Above it, the lower chest: lungs, heart and
-    sternum. Then a slight Gaussian blur (partial volume) and correlated Gaussian noise (sigma 8-15 HU).
+    liver parenchyma 48-66 without contrast, up to about 125 with it (one liver in eight fatty, 15-40 HU
+    darker), with vessels; 0-4 tumours (radius 5-30 mm, mostly hypodense by 15-40 HU, some hyperdense); psoas
+    muscles beside the lumbar spine. Below the iliac crests (0.9 to 1.05 of the abdomen's height below its top),
+    the pelvis: iliac wings, sacrum, femoral heads, gluteal muscles, pelvic fat, bladder and rectum
+    (:mod:`pipelines.phantoms.liver_ct_regions`). Above it, the lower chest: lungs, heart and sternum.
+    Then a slight Gaussian blur (partial volume) and correlated Gaussian noise (sigma 8-15 HU).
 
     Args:
         seed: seed of ``numpy.random.default_rng``; the same seed, shape and spacing give identical output.
@@ -136,7 +139,7 @@ def make_liver_ct_phantom(
 
     contrast = rng.uniform(0.0, 1.0)  # 0 = non-contrast, 1 = strong portal-venous enhancement
     fat_hu = rng.uniform(-115, -85)
-    muscle_hu = rng.uniform(42, 55)
+    muscle_hu = rng.uniform(40, 55) + 10 * contrast
     img = np.full(full, AIR_HU, dtype=np.float32)
     paint(img, body, fat_hu)
     paint(img, wall & body, muscle_hu)
@@ -274,7 +277,11 @@ def make_liver_ct_phantom(
     liver |= ndimage.binary_fill_holes(liver, structure=in_plane) & fossae & ~(kidneys | vessels | spine)
     keep_largest_component(liver)
 
-    liver_hu = rng.uniform(55, 70)
+    # parenchyma: 48-66 HU without contrast, up to about 125 in the portal-venous phase (as bright as the spleen);
+    # one liver in eight is fatty (steatosis), darker than the muscles; intensity alone never tells liver apart
+    liver_hu = rng.uniform(48, 66) + contrast * rng.uniform(40, 60)
+    if rng.random() < 0.125:
+        liver_hu -= rng.uniform(15, 40)
     texture = 2.5 * smooth_field(rng, full, (12, 12, 6))
     paint(img, liver, liver_hu + texture)
     # hepatic / portal vessels: tubes where two smooth fields are both near zero
@@ -358,8 +365,9 @@ def write_liver_phantom_task(
     never looks complete. Case ``i`` uses a seed derived from ``(seed, i)``, so a case does not depend on
     ``num_cases``.
 
-    Idempotent: when ``dataset.json`` already lists ``num_cases`` cases made with the same seed, shape and
-    spacing and all their files exist, nothing is rewritten.
+    Idempotent: when ``dataset.json`` already lists ``num_cases`` cases made with the same seed, shape, spacing
+    and range by the same version of the generator (:data:`GENERATOR_VERSION`) and all their files exist, nothing
+    is rewritten.
 
     Args:
         out_dir: task folder to create or complete (e.g. ``data/Task03_Liver_phantom``).
@@ -383,6 +391,7 @@ def write_liver_phantom_task(
     out_dir = Path(out_dir)
     params = {"seed": int(seed), "shape": [int(s) for s in shape], "spacing": [float(s) for s in spacing]}
     params["axes"] = "RAS"  # absent from tasks written with the organs mirrored: those are rewritten
+    params["version"] = GENERATOR_VERSION
     if z_range is None:
         params["z_range"] = "per case"
     elif tuple(float(v) for v in z_range) != (0.0, 1.0):
