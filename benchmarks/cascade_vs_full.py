@@ -3,8 +3,10 @@
 Both use the same trained segmenter, preprocessing and postprocessing (argmax, the bundle's
 ``label_postprocessing``) on the same
 held-out volumes, in one process, one after the other per case. Prints per case and overall: wall time of each,
-their ratio, Dice per class of each against the label (on the preprocessed grid), the slices the cascade
-segmented, and the classifier's throughput in slices per second.
+their ratio, Dice per class of each against the label (on the preprocessed grid), the slices the gate kept and the
+slices the segmenter ran on (the kept ones grown to its window's depth), the classifier's throughput in slices of
+volume per second (it scores every ``cascade_stride``-th slice and the edges) and its time as a fraction of the
+full volume's.
 
     python benchmarks/cascade_vs_full.py liver                       # test split of the default datalist
     python benchmarks/cascade_vs_full.py liver --section validation --set sw_batch_size=8
@@ -102,17 +104,18 @@ def main(argv: list[str] | None = None) -> int:
                 row[f"{name}_dice"] = [float(d) for d in dice[0]]
             report = cascade.reports[-1]
             row["cascade_slices"] = report["slices_segmented"]
+            row["cascade_kept"] = report["slices_kept"]
             row["classify_s"] = report["seconds"]["classify"]
             rows.append(row)
 
     classes = workflow.classes[1:]
     print(f"\n{args.workflow}: cascade vs full-volume segmentation on '{args.section}' ({len(rows)} cases)")
-    header = f"{'case':22s} {'full s':>7s} {'casc s':>7s} {'ratio':>6s} {'slices':>9s} "
+    header = f"{'case':22s} {'full s':>7s} {'casc s':>7s} {'ratio':>6s} {'kept':>9s} {'segmented':>9s} "
     header += " ".join(f"{'full ' + c:>11s} {'casc ' + c:>11s}" for c in classes)
     print(header)
     for r in rows:
         line = f"{r['case']:22s} {r['full_s']:7.2f} {r['cascade_s']:7.2f} {r['full_s'] / r['cascade_s']:6.2f} "
-        line += f"{r['cascade_slices']:>4d}/{r['slices']:<4d} "
+        line += f"{r['cascade_kept']:>4d}/{r['slices']:<4d} {r['cascade_slices']:>4d}/{r['slices']:<4d} "
         line += " ".join(f"{f:11.4f} {c:11.4f}" for f, c in zip(r["full_dice"], r["cascade_dice"], strict=True))
         print(line)
     full_t, casc_t = sum(r["full_s"] for r in rows), sum(r["cascade_s"] for r in rows)
@@ -127,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         "mean_dice_cascade": dict(zip(classes, map(float, mean["cascade_dice"]), strict=True)),
         "mean_dice_difference": float(np.nanmean(mean["cascade_dice"]) - np.nanmean(mean["full_dice"])),
         "slices_segmented_fraction": sum(r["cascade_slices"] for r in rows) / slices,
+        "slices_kept_fraction": sum(r["cascade_kept"] for r in rows) / slices,
+        "gate_cost_fraction": sum(r["classify_s"] for r in rows) / full_t,
         "classifier_slices_per_second": slices / sum(r["classify_s"] for r in rows),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "torch_threads": torch.get_num_threads(),
@@ -135,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         f"total: full {full_t:.2f} s, cascade {casc_t:.2f} s, speedup x{summary['speedup']:.2f}; "
         f"mean Dice full {summary['mean_dice_full']}, cascade {summary['mean_dice_cascade']} "
         f"(difference of the class means {summary['mean_dice_difference']:+.4f}); "
-        f"{100 * summary['slices_segmented_fraction']:.0f}% of slices segmented; "
-        f"classifier {summary['classifier_slices_per_second']:.0f} slices/s; peak RSS {summary['peak_rss_mib']:.0f} MiB"
+        f"{100 * summary['slices_kept_fraction']:.0f}% of slices kept, "
+        f"{100 * summary['slices_segmented_fraction']:.0f}% segmented; "
+        f"classifier {summary['classifier_slices_per_second']:.0f} slices/s of volume, its time "
+        f"{100 * summary['gate_cost_fraction']:.0f}% of the full volume's; peak RSS {summary['peak_rss_mib']:.0f} MiB"
     )
     if args.json:
         Path(args.json).write_text(json.dumps({"summary": summary, "cases": rows}, indent=2))

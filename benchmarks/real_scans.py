@@ -4,7 +4,8 @@ Every real case of a workflow's prepared datalist (``radcascade prepare-real``: 
 and the ``unlabelled`` ones) goes through inference twice, with the cascade and on the whole volume, in one
 process. Printed per case: the slices the gate kept (of all slices, after the body crop at the bundle's spacing),
 foreground Dice per labelled class against the real label on the scan's own grid, the axial extent of the
-predicted foreground, the wall time of each mode; then the peak resident memory of the process. A case that
+predicted foreground and of the label, the labelled slices each mode left empty (for the cascade, mostly slices
+the gate dropped), the wall time of each mode; then the peak resident memory of the process. A case that
 fails is printed with its error and counted, not skipped silently.
 
     radcascade prepare-real --output-dir runs/real [--from DIR]     # once: checks the files, writes the datalist
@@ -78,6 +79,10 @@ def run_case(item: dict, segmenters: dict[str, Segmenter], class_names: list[str
             for name, value in zip(class_names[1:], values[1:], strict=True):
                 if (truth == value).any():
                     row[f"{mode}_{name}_dice"] = _dice(mask == value, truth == value)
+            row["label_extent"] = _extent(truth > 0)
+            # labelled slices where this mode predicts nothing: for the cascade, mostly slices the gate dropped
+            labelled = (truth > 0).any(axis=(0, 1))
+            row[f"{mode}_missed_slices"] = int((labelled & ~(mask > 0).any(axis=(0, 1))).sum())
     return row
 
 
@@ -117,9 +122,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {row['case']}: FAILED {row['error']}")
             continue
         dice = ", ".join(f"{k.removesuffix('_dice')} {v:.3f}" for k, v in row.items() if k.endswith("_dice"))
+        label = f", label {row['label_extent']}" if "label_extent" in row else ""
+        missed = (
+            f"; labelled slices left empty: cascade {row['cascade_missed_slices']}, full {row['full_missed_slices']}"
+            if "cascade_missed_slices" in row
+            else ""
+        )
         print(
             f"  {row['case']}: gate kept {row.get('kept', '-')} slices; {dice or 'no label'}; foreground slices "
-            f"cascade {row['cascade_extent']}, full {row['full_extent']}; "
+            f"cascade {row['cascade_extent']}, full {row['full_extent']}{label}{missed}; "
             f"{row['cascade_s']:.2f} s cascade, {row['full_s']:.2f} s full"
         )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -40,8 +40,11 @@ def test_prepare_real_writes_a_datalist_of_the_cases_found_and_lists_the_missing
     assert "missing  totalseg_ct_dicom: get it from https://github.com/wasserth/TotalSegmentator" in out
     datalist = json.loads((tmp_path / "liver_real.json").read_text())
     assert datalist["training"] == []  # evaluation only
-    assert [e["image"] for e in datalist["test"]] == [str(REAL / "example_ct_sm.nii.gz")]
-    assert [e["image"] for e in datalist["unlabelled"]] == [str(REAL / "example_ct.nii.gz")]
+    test_images = [e["image"] for e in datalist["test"]]
+    assert test_images == [str(REAL / "example_ct_sm.nii.gz"), str(REAL / "example_ct.nii.gz")]
+    assert datalist["unlabelled"] == []
+    whole = np.asarray(nib.load(datalist["test"][1]["label"]).dataobj)
+    np.testing.assert_array_equal(np.flatnonzero(whole.any(axis=(0, 1)))[[0, -1]], [69, 111])  # the liver's slices
     label = nib.load(datalist["test"][0]["label"])
     source = nib.load(REAL / "example_seg.nii.gz")
     values = np.asarray(label.dataobj)

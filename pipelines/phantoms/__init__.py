@@ -13,6 +13,7 @@ _SUBMODULES = (
     "common",
     "liver_ct",
     "liver_ct_anatomy",
+    "liver_ct_regions",
     "lung_ct",
     "lung_ct_anatomy",
     "lung_ct_lesions",
