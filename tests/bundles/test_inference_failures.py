@@ -37,13 +37,19 @@ def _check_outputs(out: Path, folder: Path) -> None:
     assert sorted(p.name for p in (out / "predictions").glob("*_seg.nii.gz")) == ["good_seg.nii.gz"]
 
 
-def test_bundle_run_skips_bad_cases_and_logs_a_summary(trained, liver_stage, mixed_folder, tmp_path, caplog):
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_bundle_run_skips_bad_cases_and_logs_a_summary(
+    trained, liver_stage, mixed_folder, tmp_path, caplog, read_ahead
+):
+    """Also with the next scan read by a worker process: its failures still reach the report."""
     out = tmp_path / "out"
     overrides = {**trained, "input_path": str(mixed_folder), "use_cascade": False, "output_dir": str(out)}
+    overrides["read_ahead"] = read_ahead
     with caplog.at_level(logging.INFO, logger="pipelines.inference.robust_inference"):
         liver_stage("inference", overrides)  # what `python -m monai.bundle run` does: initialize, run, finalize
     _check_outputs(out, mixed_folder)
-    assert "inference: 3 case(s), 1 segmented, 2 failed" in caplog.text
+    assert "inference: 3 case(s), 1 segmented, 2 failed in " in caplog.text
+    assert "scans per minute)" in caplog.text
 
 
 def test_command_line_exits_3_when_a_case_failed(trained, mixed_folder, tmp_path, capsys):
