@@ -129,7 +129,9 @@ class BundleSegmentation(InferTask):
             },
         }
         if report is not None:
-            params["cascade"] = {k: report[k] for k in ("slabs", "slices_segmented", "num_slices", "seconds")}
+            params["cascade"] = {
+                k: report[k] for k in ("kept", "slices_kept", "slabs", "slices_segmented", "num_slices", "seconds")
+            }
             params["cascade"]["slice_probabilities"] = report["slice_probabilities"]
         logger.info("%s: %s -> %s in %.2f s", self.bundle.name, image, out, params["latencies"]["total"])
         return out, params
