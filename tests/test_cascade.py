@@ -199,3 +199,9 @@ def test_stride_is_reported_and_checked():
     assert inferer.reports[-1]["kept"] == [{"start": LESION.start - 2, "stop": LESION.stop + 2}]
     with pytest.raises(ValueError, match="cascade_stride"):
         _inferer(stride=0)
+
+
+def test_report_keeps_the_slice_spacing_without_a_margin_in_mm():
+    inferer = _inferer(margin_slices=2)
+    inferer(_phantom(spacing_z=2.5)[None], ThresholdSegmenter())
+    assert inferer.reports[-1]["slice_spacing_mm"] == 2.5

@@ -144,7 +144,8 @@ def _case_name(inputs: torch.Tensor, index: int) -> str:
 class SliceGatedInferer(Inferer):
     """Segment only the slabs that a slice classifier finds positive; the rest of the volume is background.
 
-    For each volume of the batch: score every axial slice with ``classifier``, select the slices to keep
+    For each volume of the batch: score the axial slices with ``classifier`` (every ``stride``-th, then around
+    each edge of a positive run: :func:`score_slices`), select the slices to keep
     (:func:`pipelines.inference.slabs.select_slabs`: the positive runs and their margins), run ``segmenter_inferer``
     on each kept slab grown to ``min_slab_slices`` (the context its window needs), and paste its logits on the kept
     slices into a full-size output that is background elsewhere: a slice the gate rejects is never labelled, even
@@ -236,17 +237,17 @@ class SliceGatedInferer(Inferer):
         )
         t_classify = time.perf_counter() - t0
         spacing = float(volume.pixdim[-1]) if isinstance(volume, MetaTensor) else None
-        spacing = spacing if self.selection["margin_mm"] else None
+        margin_spacing = spacing if self.selection["margin_mm"] else None
         # the slices the gate keeps (runs and margins), and the slabs the segmenter runs on: those grown to its
         # window's depth, so that it sees real neighbours; only the kept slices of its output are used
-        kept = select_slabs(probs, slice_spacing_mm=spacing, **self.selection)
-        slabs = select_slabs(probs, slice_spacing_mm=spacing, min_length=self.min_slab_slices, **self.selection)
+        kept = select_slabs(probs, slice_spacing_mm=margin_spacing, **self.selection)
+        slabs = select_slabs(probs, slice_spacing_mm=margin_spacing, min_length=self.min_slab_slices, **self.selection)
         t1 = time.perf_counter()
         out = background_logits(self.num_classes, volume.shape[1:], device=volume.device)
         for slab in slabs:
             part = self.segmenter_inferer(crop_slab(volume, slab)[None], network, *args, **kwargs)
             paste_slab(out, torch.as_tensor(part)[0], slab)
-        context_only = slab_mask(slabs, n) & ~slab_mask(kept, n) if slabs else np.zeros(n, dtype=bool)
+        context_only = slab_mask(slabs, n) & ~slab_mask(kept, n)
         if context_only.any():
             outside = background_logits(self.num_classes, (1, 1, 1), device=out.device)
             out[..., torch.from_numpy(context_only).to(out.device)] = outside
