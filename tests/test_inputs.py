@@ -78,15 +78,17 @@ def _patient(folder, case, sequences=("flair", "t1", "t1ce", "t2", "seg")):
 def test_patient_folder_becomes_one_multi_sequence_image_in_sequence_order(tmp_path):
     files = _patient(tmp_path / "BraTS20_001", "BraTS20_001")
     items = list_inference_inputs(tmp_path / "BraTS20_001", sequences=["flair", "t1", "t1ce", "t2"])
-    assert items == [{"image": files[:4]}]  # t1 and t1ce are told apart; the _seg file is ignored
+    # t1 and t1ce are told apart; the _seg file is ignored
+    assert items == [{"image": files[:4], "sequences": ["flair", "t1", "t1ce", "t2"]}]
 
 
 def test_folder_of_patient_folders_and_dash_separated_names(tmp_path):
     a = _patient(tmp_path / "root" / "a", "a")
     b = _patient(tmp_path / "root" / "b", "BraTS-GLI-0001", ("t2f", "t1n", "t1c", "t2w"))
-    assert list_inference_inputs(tmp_path / "root", sequences=["flair", "t1", "t1ce", "t2"]) == [{"image": a[:4]}]
+    items = list_inference_inputs(tmp_path / "root", sequences=["flair", "t1", "t1ce", "t2"])
+    assert items == [{"image": a[:4], "sequences": ["flair", "t1", "t1ce", "t2"]}]
     renamed = list_inference_inputs(tmp_path / "root" / "b", sequences=["t2f", "t1n", "t1c", "t2w"])
-    assert renamed == [{"image": b}]
+    assert renamed == [{"image": b, "sequences": ["t2f", "t1n", "t1c", "t2w"]}]
 
 
 def test_patient_folder_missing_a_sequence_names_it(tmp_path):
@@ -95,3 +97,24 @@ def test_patient_folder_missing_a_sequence_names_it(tmp_path):
         list_inference_inputs(tmp_path / "p", sequences=["flair", "t1", "t1ce", "t2"])
     with pytest.raises(ValueError, match="no patient folder"):
         list_inference_inputs(tmp_path, sequences=["dwi"])
+
+
+def test_patient_folder_with_some_sequences_lists_those_it_has_when_allowed(tmp_path):
+    t1ce, flair = _patient(tmp_path / "root" / "p", "p", ("t1ce", "flair"))  # written out of the bundle's order
+    full = _patient(tmp_path / "root" / "q", "q", ("flair", "t1", "t1ce", "t2"))
+    items = list_inference_inputs(
+        tmp_path / "root", sequences=["flair", "t1", "t1ce", "t2"], allow_missing_sequences=True
+    )
+    assert items == [
+        {"image": [flair, t1ce], "sequences": ["flair", "t1ce"]},
+        {"image": full, "sequences": ["flair", "t1", "t1ce", "t2"]},
+    ]
+    with pytest.raises(ValueError, match=r"p: no file for sequence\(s\) \['t1', 't2'\]"):
+        list_inference_inputs(tmp_path / "root", sequences=["flair", "t1", "t1ce", "t2"])
+
+
+def test_datalist_entry_keeps_the_sequences_it_names(tmp_path):
+    image = _nifti(tmp_path / "p_flair.nii.gz")
+    datalist = tmp_path / "list.json"
+    datalist.write_text(json.dumps({"test": [{"image": ["p_flair.nii.gz"], "sequences": ["FLAIR"]}]}))
+    assert list_inference_inputs(datalist) == [{"image": [image], "sequences": ["FLAIR"]}]

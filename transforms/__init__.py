@@ -3,6 +3,14 @@
 from .foreground_box import InForegroundBox, InForegroundBoxd
 from .io import ReloadFromSource, ReloadFromSourced
 from .resample import ResampleToSource, ResampleToSourced
+from .sequences import (
+    FillMissingSequences,
+    FillMissingSequencesd,
+    KeepSequences,
+    KeepSequencesd,
+    RandDropSequences,
+    RandDropSequencesd,
+)
 from .slice_samples import RandSliceSamples, RandSliceSamplesd, SliceSamples, SliceSamplesd
 from .slices import ExtractSlices, ExtractSlicesd, SliceLabels, SliceLabelsd
 from .validation import CheckVolume, CheckVolumed
@@ -12,8 +20,14 @@ __all__ = [
     "CheckVolumed",
     "ExtractSlices",
     "ExtractSlicesd",
+    "FillMissingSequences",
+    "FillMissingSequencesd",
     "InForegroundBox",
     "InForegroundBoxd",
+    "KeepSequences",
+    "KeepSequencesd",
+    "RandDropSequences",
+    "RandDropSequencesd",
     "RandSliceSamples",
     "RandSliceSamplesd",
     "ReloadFromSource",

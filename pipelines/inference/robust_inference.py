@@ -164,6 +164,7 @@ def inference_inputs(
     failures: FailureReport,
     base_dir: str | os.PathLike | None = None,
     sequences: Sequence[str] | None = None,
+    allow_missing_sequences: bool = False,
     expect_ndim: int = 3,
     check_intensity: bool = False,
     allow_outside_root: bool = False,
@@ -182,6 +183,7 @@ def inference_inputs(
         failures: the run's report.
         base_dir: the dataset root of a datalist's relative paths (default: the datalist's folder).
         sequences: file-name suffixes of multi-sequence inputs (one item per patient folder).
+        allow_missing_sequences: a patient folder may hold only some of the sequences (its item names them).
         expect_ndim: spatial dimensions expected of every image.
         check_intensity: also read the voxel data (finds truncated files and NaNs now rather than in the
             loop, at the cost of reading each volume twice).
@@ -193,7 +195,13 @@ def inference_inputs(
         DataError: when ``input_path`` does not exist or holds no image (nothing to do at all).
     """
     try:
-        items = list_inference_inputs(input_path, section=section, base_dir=base_dir, sequences=sequences)
+        items = list_inference_inputs(
+            input_path,
+            section=section,
+            base_dir=base_dir,
+            sequences=sequences,
+            allow_missing_sequences=as_bool(allow_missing_sequences, "allow_missing_sequences"),
+        )
     except DataError:
         raise
     except ValueError as err:

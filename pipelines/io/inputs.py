@@ -51,12 +51,15 @@ def is_dicom_series_dir(path: str | os.PathLike) -> bool:
     return False
 
 
-def _sequence_files(folder: Path, sequences: Sequence[str]) -> list[str] | None:
+def _sequence_files(
+    folder: Path, sequences: Sequence[str], allow_missing: bool = False
+) -> tuple[list[str], list[str]] | None:
     """The files of ``folder`` named ``<case>_<sequence>`` / ``<case>-<sequence>`` (any image suffix), one per
-    sequence in order; None when the folder holds none of them.
+    sequence found, in the order of ``sequences``, with the sequences they are; None when the folder holds none.
 
     Raises:
-        ValueError: when some sequences are there but not all, or one is there twice, naming the folder.
+        ValueError: naming the folder, when a sequence is there twice, or when some sequences are missing and
+            ``allow_missing`` is False.
     """
     files = [child for child in sorted(folder.iterdir()) if _is_image_file(child)]
     found: dict[str, list[Path]] = {seq: [] for seq in sequences}
@@ -68,12 +71,13 @@ def _sequence_files(folder: Path, sequences: Sequence[str]) -> list[str] | None:
     if not any(found.values()):
         return None
     missing = [seq for seq, hits in found.items() if not hits]
-    if missing:
+    if missing and not allow_missing:
         raise ValueError(f"{folder}: no file for sequence(s) {missing} (expected <case>_<sequence>.nii.gz files)")
     twice = {seq: [p.name for p in hits] for seq, hits in found.items() if len(hits) > 1}
     if twice:
         raise ValueError(f"{folder}: more than one file per sequence: {twice}")
-    return [str(found[seq][0]) for seq in sequences]
+    present = [seq for seq in sequences if found[seq]]
+    return [str(found[seq][0]) for seq in present], present
 
 
 def list_inference_inputs(
@@ -81,6 +85,7 @@ def list_inference_inputs(
     section: str = "test",
     base_dir: str | os.PathLike | None = None,
     sequences: Sequence[str] | None = None,
+    allow_missing_sequences: bool = False,
 ) -> list[dict[str, str | list[str]]]:
     """List ``{"image": ...}`` items for inference from ``path``.
 
@@ -90,8 +95,10 @@ def list_inference_inputs(
 
     With ``sequences`` (file-name suffixes such as ``["flair", "t1", "t1ce", "t2"]``), a folder holding
     ``<case>_flair.nii.gz``, ``<case>_t1.nii.gz``... is one patient: one item whose ``image`` lists its files in
-    the order of ``sequences`` (a ``_seg`` file beside them is ignored). A folder of such patient folders gives one
-    item per patient.
+    the order of ``sequences`` (a ``_seg`` file beside them is ignored), and whose ``sequences`` names the suffixes
+    found. With ``allow_missing_sequences``, a folder with only some of them (FLAIR alone) is a patient too; its
+    missing sequences become zero channels when loaded (:class:`transforms.FillMissingSequencesd`). A folder of such
+    patient folders gives one item per patient. A datalist entry keeps its ``sequences`` when it has one.
 
     Raises:
         ValueError: when ``path`` does not exist or holds no image, or a patient folder lacks a sequence, naming it.
@@ -100,13 +107,13 @@ def list_inference_inputs(
     if not path.exists():
         raise ValueError(f"{path}: inference input does not exist")
     if sequences and path.is_dir():
-        patient = _sequence_files(path, sequences)
+        patient = _sequence_files(path, sequences, allow_missing_sequences)
         if patient is not None:
-            return [{"image": patient}]
+            return [{"image": patient[0], "sequences": patient[1]}]
         items = [
-            {"image": files}
+            {"image": found[0], "sequences": found[1]}
             for child in sorted(path.iterdir())
-            if child.is_dir() and (files := _sequence_files(child, sequences)) is not None
+            if child.is_dir() and (found := _sequence_files(child, sequences, allow_missing_sequences)) is not None
         ]
         if not items:
             raise ValueError(f"{path}: no patient folder with <case>_<sequence> files for sequences {list(sequences)}")
@@ -117,7 +124,7 @@ def list_inference_inputs(
         if section not in sections:
             raise ValueError(f"{path}: datalist has no {section!r} section (it has {sorted(sections)})")
         items = load_decathlon_datalist(str(path), True, section, str(base_dir) if base_dir is not None else None)
-        return [{"image": item["image"]} for item in items]
+        return [{k: item[k] for k in ("image", "sequences") if k in item} for item in items]
     if path.is_file():
         if not _is_image_file(path):
             raise ValueError(f"{path}: not an image file this pipeline reads (expected one of {IMAGE_SUFFIXES})")

@@ -7,6 +7,7 @@ from pipelines._lazy import lazy_getattr
 
 _SUBMODULES = (
     "classifier_results",
+    "radiograph_reader",
     "radiographs",
 )
 __getattr__ = lazy_getattr(__name__, _SUBMODULES)

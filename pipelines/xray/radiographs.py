@@ -1,7 +1,9 @@
-"""The Python behind the chest X-ray workflow (``bundles/lung/configs/*_xray.yaml``): 2D radiographs in PNG/JPEG.
+"""The Python behind the chest X-ray workflow (``bundles/lung/configs/*_xray.yaml``): 2D radiographs in PNG, JPEG,
+TIFF or DICOM.
 
-* reading: :func:`to_grayscale` (a ``PILReader`` converter: RGB radiographs become one channel),
-  :func:`list_xray_inputs` (what an inference run reads);
+* reading: :class:`pipelines.xray.radiograph_reader.RadiographReader` (the configs' reader: any bit depth, DICOM
+  LUTs, colour photographs and lateral views refused), :func:`to_grayscale` (a ``PILReader`` converter: RGB
+  radiographs become one channel), :func:`list_xray_inputs` (what an inference run reads);
 * the datalist: :func:`read_datalist_classes` (its ``"classes"``), :func:`class_weights` (for a class-weighted
   loss), :func:`check_radiograph` and :func:`validate_xray_datalist` (every problem, before any long run);
 * the classifier: :class:`PrepareClassBatch` (the engines read the class index from ``"class"``, not the mask
@@ -28,6 +30,12 @@ from monai.engines.utils import PrepareBatch
 from PIL import Image
 
 from pipelines.validation.checks import DataError, read_datalist_json
+from pipelines.xray.radiograph_reader import (
+    RADIOGRAPH_SUFFIXES,
+    is_radiograph_file,
+    radiograph_header_problems,
+    read_radiograph,
+)
 
 # the classifier's results are re-exported: bundle configs name them from here
 __all__ = [
@@ -44,10 +52,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-RADIOGRAPH_SUFFIXES = (".png", ".jpg", ".jpeg")
-"""File types an X-ray run reads (through MONAI's ``PILReader``)."""
-# PIL modes of a usable radiograph or mask: grey levels (8, 16, 32 bit, float) and colour that to_grayscale folds
-_GREY_MODES = ("1", "L", "I", "I;16", "I;16B", "I;16L", "F")
+# RADIOGRAPH_SUFFIXES (PNG, JPEG, TIFF, DICOM) lives in pipelines.xray.radiograph_reader and is re-exported here.
+# PIL modes to_grayscale folds to one grey channel:
 _COLOUR_MODES = ("RGB", "RGBA", "LA", "P", "CMYK", "YCbCr")
 DATALIST_SECTIONS = ("training", "validation", "test")
 
@@ -57,7 +63,9 @@ def to_grayscale(image: Image.Image) -> Image.Image:
     weights, which leaves a grey radiograph stored as RGB unchanged; grey modes (8 and 16 bit, float) are kept as
     they are, so 16-bit radiographs keep their depth.
 
-    Use it as ``LoadImaged(..., reader="PILReader", converter=to_grayscale)``.
+    Use it as ``LoadImaged(..., reader="PILReader", converter=to_grayscale)``; the bundle reads with
+    :class:`~pipelines.xray.radiograph_reader.RadiographReader` instead, which also reads DICOM and TIFF and
+    refuses colour photographs.
     """
     return image.convert("L") if image.mode in _COLOUR_MODES else image
 
@@ -112,12 +120,18 @@ def class_weights(
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
-def check_radiograph(path: str | os.PathLike, *, is_mask: bool = False, check_intensity: bool = True) -> list[str]:
-    """Problems that would stop the X-ray pipeline from using one PNG/JPEG file.
+def check_radiograph(
+    path: str | os.PathLike, *, is_mask: bool = False, check_intensity: bool = True, allow_lateral: bool = False
+) -> list[str]:
+    """Problems that would stop the X-ray pipeline from using one PNG/JPEG/TIFF or DICOM file.
 
-    Checks that the file exists, is not empty, opens with PIL (and decodes completely when ``check_intensity``:
-    a truncated file fails only then), has a grey or colour mode :func:`to_grayscale` handles, no zero-sized side,
-    no NaN or infinite pixels, and, for a mask, no negative or non-integer value.
+    Checks that the file exists and is not empty, then its header: a PIL grey or colour mode and no zero-sized
+    side, or a DICOM header with pixel data, a radiograph's modality, one frame, a frontal view (see
+    :mod:`pipelines.xray.radiograph_reader`). With ``check_intensity`` the file is decoded as the workflow reads it
+    (:func:`~pipelines.xray.radiograph_reader.read_radiograph`): a truncated file, a colour photograph, a blank
+    image, NaN or infinite pixels, and for a mask negative or non-integer values are found only then.
+
+    ``allow_lateral`` accepts DICOM lateral views (the configs' ``allow_lateral_views``).
 
     Returns:
         the problems found, each a line starting with ``path``; empty when the file is usable.
@@ -127,26 +141,14 @@ def check_radiograph(path: str | os.PathLike, *, is_mask: bool = False, check_in
         return [f"{path}: file not found"]
     if path.stat().st_size == 0:
         return [f"{path}: file is empty (0 bytes)"]
-    problems: list[str] = []
+    problems = radiograph_header_problems(path, is_mask=is_mask, allow_lateral=allow_lateral)
+    if problems or not check_intensity:
+        return problems
     try:
-        with Image.open(path) as image:
-            mode, size = image.mode, image.size
-            pixels = np.asarray(image) if check_intensity else None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        return [f"{path}: cannot be read as an image: {type(error).__name__}: {error}"]
-    if mode not in _GREY_MODES + _COLOUR_MODES:
-        problems.append(f"{path}: unsupported image mode {mode!r}")
-    if 0 in size:
-        problems.append(f"{path}: has a zero-sized side (size {size})")
-    if pixels is not None and pixels.size and np.issubdtype(pixels.dtype, np.floating):
-        bad = int((~np.isfinite(pixels)).sum())
-        if bad:
-            problems.append(f"{path}: has {bad} NaN or infinite pixel(s)")
-        elif is_mask and not np.array_equal(pixels, np.round(pixels)):
-            problems.append(f"{path}: mask has non-integer values")
-    if pixels is not None and pixels.size and is_mask and np.issubdtype(pixels.dtype, np.number) and pixels.min() < 0:
-        problems.append(f"{path}: mask has negative values (min {float(pixels.min()):g})")
-    return problems
+        read_radiograph(path, is_mask=is_mask, allow_lateral=allow_lateral)
+    except DataError as error:
+        return error.problems
+    return []
 
 
 def _entry_problems(
@@ -182,6 +184,7 @@ def validate_xray_datalist(
     keys: Sequence[str] = DATALIST_SECTIONS,
     require: Sequence[str] = ("label", "class"),
     check_intensity: bool = True,
+    allow_lateral: bool = False,
 ) -> dict[str, int]:
     """Check a chest X-ray datalist and every file it lists, reporting all problems at once.
 
@@ -197,6 +200,7 @@ def validate_xray_datalist(
         require: keys each entry must have: ``"label"`` (lung mask, for segmentation) and/or ``"class"`` (class
             index, for classification; then the datalist must have ``"classes"`` and each index be in range).
         check_intensity: decode every file (finds truncated files); ``False`` reads headers only.
+        allow_lateral: accept DICOM lateral views.
 
     Returns:
         the number of entries per checked section.
@@ -232,7 +236,9 @@ def validate_xray_datalist(
                     problems.append(f"{path}: listed more than once in {name} ({seen[ident]} and {where})")
                     continue
                 seen[ident] = where
-                problems += check_radiograph(path, is_mask=role == "label", check_intensity=check_intensity)
+                problems += check_radiograph(
+                    path, is_mask=role == "label", check_intensity=check_intensity, allow_lateral=allow_lateral
+                )
     if problems:
         raise DataError(problems)
     logger.info("%s: all entries valid (%s)", name, ", ".join(f"{k}={v}" for k, v in counts.items()))
@@ -242,7 +248,11 @@ def validate_xray_datalist(
 def list_xray_inputs(
     path: str | os.PathLike, section: str = "test", base_dir: str | os.PathLike | None = None
 ) -> list[dict[str, str]]:
-    """``{"image": ...}`` items for inference from a PNG/JPEG file, a folder of them, or a datalist's section.
+    """``{"image": ...}`` items for inference from a radiograph file, a folder of them, or a datalist's section.
+
+    A folder's radiographs are its :data:`RADIOGRAPH_SUFFIXES` files and its DICOM files of any name (recognised
+    by their ``DICM`` preamble: ``IM0001``, ``1.2.840...``), in name order; hidden files and ``DICOMDIR`` are
+    skipped.
 
     Raises:
         ValueError: naming ``path``, when it does not exist, is not a radiograph file, or holds none.
@@ -256,16 +266,16 @@ def list_xray_inputs(
         items = load_decathlon_datalist(str(path), True, section, str(base_dir) if base_dir is not None else None)
         return [{"image": item["image"]} for item in items]
     if path.is_file():
-        if path.suffix.lower() not in RADIOGRAPH_SUFFIXES:
+        if not is_radiograph_file(path):
             raise ValueError(f"{path}: not a radiograph file this workflow reads (expected {RADIOGRAPH_SUFFIXES})")
         return [{"image": str(path)}]
     items = [
         {"image": str(child)}
         for child in sorted(path.iterdir())
-        if child.is_file() and not child.name.startswith(".") and child.suffix.lower() in RADIOGRAPH_SUFFIXES
+        if child.is_file() and not child.name.startswith(".") and is_radiograph_file(child)
     ]
     if not items:
-        raise ValueError(f"{path}: folder holds no {'/'.join(RADIOGRAPH_SUFFIXES)} file")
+        raise ValueError(f"{path}: folder holds no {'/'.join(RADIOGRAPH_SUFFIXES)} or DICOM file")
     return items
 
 
@@ -275,6 +285,7 @@ def xray_inference_inputs(
     base_dir: str | os.PathLike | None = None,
     section: str = "test",
     check_intensity: bool = True,
+    allow_lateral: bool = False,
 ) -> list[dict[str, str]]:
     """The radiographs to process from ``input_path`` (see :func:`list_xray_inputs`), each checked first with
     :func:`check_radiograph`; the bad ones are recorded in ``failures`` (a
@@ -290,7 +301,10 @@ def xray_inference_inputs(
     from pipelines.inference.robust_inference import checked_inputs
 
     return checked_inputs(
-        items, lambda item: check_radiograph(item["image"], check_intensity=check_intensity), failures, "radiograph"
+        items,
+        lambda item: check_radiograph(item["image"], check_intensity=check_intensity, allow_lateral=allow_lateral),
+        failures,
+        "radiograph",
     )
 
 

@@ -1,5 +1,6 @@
 """Smoke tests of the chest X-ray workflow of the lung bundle (``*_xray.yaml``): every stage runs through MONAI's
-ConfigWorkflow on tiny phantom radiographs, with one RGB image and one mask of another size than its image."""
+ConfigWorkflow on tiny phantom radiographs, with one RGB image and one mask of another size than its image;
+inference also reads DICOM (MONOCHROME1, no suffix) and 16-bit PNG radiographs of another aspect ratio."""
 
 import csv
 import json
@@ -18,6 +19,7 @@ from data_manifests.chest_xray import build_chest_xray_datalist
 from pipelines.phantoms.chest_xray import write_chest_xray_phantom_dataset
 from pipelines.validation.errors import find_data_error
 from pipelines.workflows import STAGE_TYPES, get_workflow
+from tests.radiograph_files import write_radiograph_dicom
 
 WORKFLOW = get_workflow("chest_xray")
 CLASSES = ["COVID", "Lung_Opacity", "Normal", "Viral Pneumonia"]
@@ -174,8 +176,8 @@ def test_inference_writes_masks_of_the_input_size_and_classification_csv(
 ):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
-    rgb = np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)  # 70 wide, 50 high
-    Image.fromarray(rgb, mode="RGB").save(inputs / "wide_rgb.png")
+    grey = np.random.default_rng(0).integers(0, 255, (50, 70), dtype=np.uint8)  # 70 wide, 50 high
+    Image.fromarray(grey).convert("RGB").save(inputs / "wide_rgb.png")  # a grey radiograph saved as RGB
     source = Path(trained_segmenter["dataset_dir"]) / _test_entries(trained_segmenter)[0]["image"]
     Image.open(source).save(inputs / "grey.png")
     out = tmp_path / "infer"
@@ -194,6 +196,56 @@ def test_inference_writes_masks_of_the_input_size_and_classification_csv(
     probabilities = [[float(r[f"prob_{c.lower().replace(' ', '_')}"]) for c in CLASSES] for r in rows]
     np.testing.assert_allclose(np.sum(probabilities, axis=1), 1.0, atol=1e-4)
     assert len(list((predictions / "gradcam").glob("*.png"))) == 2
+
+
+def test_inference_reads_dicom_and_16_bit_png_as_the_same_radiograph(trained_segmenter, trained_classifier, tmp_path):
+    """One phantom radiograph, cropped to 64 x 48 (the network pads it to a square), written as an 8-bit PNG, a
+    16-bit PNG and a 12-bit MONOCHROME1 DICOM without suffix: the reader gives the same image up to grey-level
+    scaling, so the three masks agree, each at 64 x 48 and not transposed. A colour photograph is refused."""
+    source = Path(trained_segmenter["dataset_dir"]) / _test_entries(trained_segmenter)[0]["image"]
+    grey = np.asarray(Image.open(source).convert("L"))[8:56]  # 48 rows, 64 columns
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    Image.fromarray(grey).save(inputs / "a8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(inputs / "b16.png")
+    stored = (4095 - grey.astype(np.uint16) * 16).astype(np.uint16)  # MONOCHROME1: bright is low
+    write_radiograph_dicom(
+        inputs / "IM0001",
+        stored,
+        modality="DX",
+        photometric="MONOCHROME1",
+        PixelSpacing=[0.2, 0.15],
+        WindowCenter=2048,
+        WindowWidth=4096,
+        ViewPosition="PA",
+    )
+    photo = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    Image.fromarray(photo, mode="RGB").save(inputs / "photo.png")
+    out = tmp_path / "infer"
+    run_xray_stage("inference", {**trained_segmenter, "input_path": str(inputs), "output_dir": str(out)})
+    predictions = out / "predictions"
+    masks = {}
+    for name in ("a8", "b16", "IM0001"):
+        mask = Image.open(predictions / f"{name}_mask.png")
+        assert mask.size == (64, 48), name  # width, height of the input
+        masks[name] = np.asarray(mask)
+    assert 0 < (masks["a8"] > 0).mean() < 1  # neither empty nor full: the comparison means something
+    assert (masks["a8"] == masks["b16"]).mean() > 0.999 and (masks["a8"] == masks["IM0001"]).mean() > 0.999
+    report = json.loads((predictions / "failures.json").read_text())
+    assert [(f["case"], f["stage"]) for f in report["failures"]] == [("photo", "input check")]
+    assert "a colour image" in report["failures"][0]["error"]
+    with open(predictions / "classification.csv") as handle:
+        assert sorted(Path(r["file"]).name for r in csv.DictReader(handle)) == ["IM0001", "a8.png", "b16.png"]
+    # the DICOM's pixel spacing reaches a NIfTI mask
+    nifti = tmp_path / "nifti"
+    run_xray_stage(
+        "inference",
+        {**trained_segmenter, "input_path": str(inputs / "IM0001"), "output_dir": str(nifti), "mask_ext": ".nii.gz"},
+    )
+    mask = nib.load(nifti / "predictions" / "IM0001_mask.nii.gz")
+    assert mask.shape == (64, 48)
+    np.testing.assert_allclose(mask.header.get_zooms()[:2], (0.15, 0.2))
+    np.testing.assert_array_equal(np.asarray(mask.dataobj).T * 255, masks["IM0001"])
 
 
 def test_inference_writes_nifti_masks_on_request(trained_segmenter, trained_classifier, tmp_path):
