@@ -19,6 +19,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 
+from pipelines.inference.cascade import input_facts
 from pipelines.workflows import get_workflow
 
 __all__ = ["Segmenter", "load_weights"]
@@ -58,10 +59,13 @@ class Segmenter:
         self.postprocessing = Compose(
             parser.get_parsed_content("prediction_postprocessing") + [parser.get_parsed_content("prediction_mapping")]
         )
+        self.last_input: dict = {}
 
     @property
     def last_report(self) -> dict | None:
-        """The cascade report of the last call (None without the cascade)."""
+        """The cascade report of the last call (None without the cascade). :attr:`last_input` says what the last
+        input held, with or without the cascade: ``sequences_used`` (brain MRI: the sequences the study had) and
+        ``brain_extraction`` (``extracted`` or ``skull-stripped input``)."""
         reports = getattr(self.inferer, "reports", [])
         return reports[-1] if reports and self.inferer.enabled else None
 
@@ -85,6 +89,7 @@ class Segmenter:
     def __call__(self, image) -> MetaTensor:
         """Segment ``image``; returns a uint8 label map ``(1, X, Y, Z)`` on the input's grid and affine."""
         data = self._prepare(image)
+        self.last_input = input_facts(data["image"])
         batch = data["image"][None].to(self.device)
         data["pred"] = self.inferer(batch, self.network)[0]
         pred = self.postprocessing(data)["pred"]

@@ -233,6 +233,12 @@ def test_dicom_that_is_no_frontal_radiograph_is_refused(tmp_path):
     assert "a lateral view (View Position LL)" in _problem(lateral)
     assert read_radiograph(lateral, allow_lateral=True)[1]["view_position"] == "LL"
     assert check_radiograph(lateral) == [_problem(lateral)] and check_radiograph(lateral, allow_lateral=True) == []
+    # radcascade validate follows the bundle's allow_lateral_views, as the stages do
+    from pipelines.cli.config_checks import validate_workflow
+
+    problems, _ = validate_workflow("chest_xray", [str(lateral)])
+    assert problems == [_problem(lateral)]
+    assert validate_workflow("chest_xray", [str(lateral)], {"allow_lateral_views": True})[0] == []
     code = Dataset()
     code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "R-10232", "SRT", "left lateral"
     coded = write_radiograph_dicom(tmp_path / "coded.dcm", pixels, ViewCodeSequence=[code])

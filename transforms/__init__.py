@@ -1,5 +1,6 @@
 """MONAI transforms of the project: array transforms and their dictionary twins (suffix ``d``)."""
 
+from .brain_extraction import SkullStrip, SkullStripd
 from .foreground_box import InForegroundBox, InForegroundBoxd
 from .io import ReloadFromSource, ReloadFromSourced
 from .resample import ResampleToSource, ResampleToSourced
@@ -34,6 +35,8 @@ __all__ = [
     "ReloadFromSourced",
     "ResampleToSource",
     "ResampleToSourced",
+    "SkullStrip",
+    "SkullStripd",
     "SliceLabels",
     "SliceLabelsd",
     "SliceSamples",

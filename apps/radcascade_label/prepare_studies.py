@@ -3,8 +3,10 @@
 MONAI Label's local datastore takes one image file per study (NIfTI or NRRD). This turns into such files:
 DICOM series folders, NIfTI / NRRD / MetaImage files, and, for a multi-sequence workflow (the brain), patient
 folders with one file per sequence (BraTS: ``<case>_flair.nii.gz``, ``_t1``, ``_t1ce``, ``_t2``), stacked into one
-4D NIfTI ``(X, Y, Z, C)`` in the bundle's sequence order. A patient folder's ``<case>_seg`` file, when there, is
-copied to ``labels/final/`` (MONAI Label's submitted labels), so training can start from existing annotations.
+4D NIfTI ``(X, Y, Z, C)`` in the bundle's sequence order; a sequence the folder lacks (FLAIR and T1ce only) is a
+channel of zeros, which the bundle reads as a missing sequence (``transforms/sequences.py``). A patient folder's
+``<case>_seg`` file, when there, is copied to ``labels/final/`` (MONAI Label's submitted labels), so training can
+start from existing annotations.
 
     python apps/radcascade_label/prepare_studies.py /data/BraTS2021 /data/studies_brain --workflow brain
     python apps/radcascade_label/prepare_studies.py /data/ct_dicom /data/studies_liver       # DICOM series
@@ -25,15 +27,25 @@ from monai.transforms import LoadImage
 
 from pipelines.io.inputs import IMAGE_SUFFIXES, case_name, list_inference_inputs
 from pipelines.workflows import get_workflow
+from transforms.sequences import FillMissingSequences
 
 __all__ = ["prepare_studies", "main"]
 
 logger = logging.getLogger("prepare_studies")
 
 
-def _sequence_suffixes(workflow: str) -> list[str] | None:
+def _sequence_setup(workflow: str) -> tuple[FillMissingSequences | None, list[str] | None, bool]:
+    """For a multi-sequence workflow: the transform that puts a study's channels in the bundle's order (zeros for
+    a missing sequence), the file-name suffixes, and whether a study may lack sequences; else (None, None, False)."""
     parser = get_workflow(workflow).config_parser("inference")
-    return list(parser.get_parsed_content("sequence_suffixes")) if "sequence_suffixes" in parser else None
+    if "sequence_suffixes" not in parser:
+        return None, None, False
+    suffixes = list(parser.get_parsed_content("sequence_suffixes"))
+    fill = FillMissingSequences(list(parser.get_parsed_content("sequences")), aliases=suffixes)
+    allow_missing = (
+        bool(parser.get_parsed_content("allow_missing_sequences")) if "allow_missing_sequences" in parser else False
+    )
+    return fill, suffixes, allow_missing
 
 
 def _label_beside(files: list[str]) -> Path | None:
@@ -49,13 +61,15 @@ def prepare_studies(source: str | os.PathLike, studies: str | os.PathLike, workf
     """Write every input under ``source`` as ``<studies>/<case>.nii.gz``; return the files written.
 
     Raises:
-        ValueError: when ``source`` holds no input, a patient folder lacks a sequence, or two inputs share a name.
+        ValueError: when ``source`` holds no input, a patient folder lacks a sequence the bundle needs
+            (``allow_missing_sequences`` false), or two inputs share a name.
     """
     studies = Path(studies)
     (studies / "labels" / "final").mkdir(parents=True, exist_ok=True)
     load = LoadImage(image_only=True, ensure_channel_first=True)
+    fill, suffixes, allow_missing = _sequence_setup(workflow)
     written = []
-    for item in list_inference_inputs(source, sequences=_sequence_suffixes(workflow)):
+    for item in list_inference_inputs(source, sequences=suffixes, allow_missing_sequences=allow_missing):
         image = item["image"]
         multi = isinstance(image, list)
         case = Path(image[0]).parent.name if multi else case_name(image)
@@ -63,6 +77,8 @@ def prepare_studies(source: str | os.PathLike, studies: str | os.PathLike, workf
         if out in written:
             raise ValueError(f"{image}: a second study named {case!r} (rename one of them)")
         volume = load(image)  # (C, X, Y, Z), affine in RAS as MONAI reads it
+        if multi and fill is not None:  # the bundle's channel order; a missing sequence is a channel of zeros
+            volume = fill(volume, present=item.get("sequences"))
         array = np.moveaxis(volume.numpy(), 0, -1) if volume.shape[0] > 1 else volume.numpy()[0]
         nifti = nib.Nifti1Image(array, np.asarray(volume.affine, dtype=np.float64))
         nifti.set_qform(nifti.affine, code=1)

@@ -211,6 +211,7 @@ class DataSettings:
         label_values: the label value on disk of each class (``label_values``, else ``0 .. len(class_names) - 1``).
         modality: the input modality (``modality``, else ``metadata.json``'s ``network_data_format.inputs.image``).
         spatial_dims: 2 for radiographs, 3 for volumes (``network_def#spatial_dims``).
+        allow_lateral_views: radiographs: lateral views are accepted (``allow_lateral_views``; else refused).
     """
 
     workflow: str
@@ -220,6 +221,7 @@ class DataSettings:
     label_values: tuple[int, ...]
     modality: str
     spatial_dims: int
+    allow_lateral_views: bool = False
 
 
 def _modality(workflow: Workflow, parser) -> str:
@@ -252,6 +254,7 @@ def data_settings(name: str, overrides: Mapping[str, Any] | None = None) -> Data
     parser = load_stage_config(name, workflow.stages[0])
     parser.update(dict(overrides or {}))
     allow = parser.get_parsed_content("allow_outside_root") if "allow_outside_root" in parser else False
+    lateral = parser.get_parsed_content("allow_lateral_views") if "allow_lateral_views" in parser else False
     return DataSettings(
         workflow=name,
         datalist=Path(parser.get_parsed_content("data_list_file_path")),
@@ -260,6 +263,7 @@ def data_settings(name: str, overrides: Mapping[str, Any] | None = None) -> Data
         label_values=_label_values(parser),
         modality=_modality(workflow, parser),
         spatial_dims=int(parser.get_parsed_content("network_def#spatial_dims")),
+        allow_lateral_views=as_bool(lateral, "allow_lateral_views"),
     )
 
 
@@ -273,7 +277,12 @@ def _check_datalist(settings: DataSettings, path: Path, base_dir: Path, check_in
         from pipelines.xray.radiographs import validate_xray_datalist
 
         counts = validate_xray_datalist(
-            path, base_dir=base_dir, keys=DATALIST_SECTIONS, require=("label", "class"), check_intensity=check_intensity
+            path,
+            base_dir=base_dir,
+            keys=DATALIST_SECTIONS,
+            require=("label", "class"),
+            check_intensity=check_intensity,
+            allow_lateral=settings.allow_lateral_views,
         )
     else:
         counts = validate_datalist(
@@ -293,7 +302,7 @@ def _image_problems(settings: DataSettings, path: Path, check_intensity: bool) -
     if settings.spatial_dims == 2:
         from pipelines.xray.radiographs import check_radiograph, list_xray_inputs
 
-        check = partial(check_radiograph, check_intensity=check_intensity)
+        check = partial(check_radiograph, check_intensity=check_intensity, allow_lateral=settings.allow_lateral_views)
         listing = list_xray_inputs
     else:
         from pipelines.io.inputs import list_inference_inputs

@@ -28,7 +28,15 @@ from pipelines.io.inputs import case_name
 from pipelines.validation.path_safety import as_bool
 from transforms.slices import ExtractSlices
 
-__all__ = ["score_slices", "crop_slab", "paste_slab", "background_logits", "SliceGatedInferer"]
+__all__ = [
+    "INPUT_FACT_KEYS",
+    "SliceGatedInferer",
+    "background_logits",
+    "crop_slab",
+    "input_facts",
+    "paste_slab",
+    "score_slices",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +149,24 @@ def _case_name(inputs: torch.Tensor, index: int) -> str:
     return case_name(name) if name else f"case_{index}"
 
 
+INPUT_FACT_KEYS = ("sequences_used", "brain_extraction")
+"""Metadata keys of the input that the report repeats: the MRI sequences a study had
+(:mod:`transforms.sequences`) and whether its brain was extracted (:mod:`transforms.brain_extraction`)."""
+
+
+def input_facts(image: torch.Tensor, index: int | None = None) -> dict:
+    """The :data:`INPUT_FACT_KEYS` that ``image``'s metadata holds (item ``index`` of a batch), for reports."""
+    meta = image.meta if isinstance(image, MetaTensor) else {}
+    facts = {}
+    for key in INPUT_FACT_KEYS:
+        value = meta.get(key)
+        if index is not None and isinstance(value, (list, tuple)):
+            value = value[index] if index < len(value) else None
+        if value is not None:
+            facts[key] = str(value)
+    return facts
+
+
 class SliceGatedInferer(Inferer):
     """Segment only the slabs that a slice classifier finds positive; the rest of the volume is background.
 
@@ -222,7 +248,9 @@ class SliceGatedInferer(Inferer):
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.reports: list[dict] = []
 
-    def _segment_one(self, volume: torch.Tensor, network, name: str, *args, **kwargs) -> torch.Tensor:
+    def _segment_one(
+        self, volume: torch.Tensor, network, name: str, facts: dict | None = None, *args, **kwargs
+    ) -> torch.Tensor:
         t0 = time.perf_counter()
         n = volume.shape[-1]
         probs = score_slices(
@@ -254,6 +282,7 @@ class SliceGatedInferer(Inferer):
         t_segment = time.perf_counter() - t1
         report = {
             "case": name,
+            "input": facts or {},
             "num_slices": n,
             "slice_spacing_mm": spacing,
             "slice_probabilities": [round(float(p), 5) for p in probs],
@@ -275,6 +304,8 @@ class SliceGatedInferer(Inferer):
             name, report["slices_kept"], n, [(s.start, s.stop) for s in kept], report["slices_segmented"], t_classify,
             t_segment,
         )  # fmt: skip
+        if facts:
+            logger.info("%s: %s", name, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in facts.items()))
         return out
 
     def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
@@ -283,7 +314,7 @@ class SliceGatedInferer(Inferer):
         if not self.enabled:
             return self.segmenter_inferer(inputs, network, *args, **kwargs)
         outputs = [
-            self._segment_one(inputs[i], network, _case_name(inputs, i), *args, **kwargs)
+            self._segment_one(inputs[i], network, _case_name(inputs, i), input_facts(inputs, i), *args, **kwargs)
             for i in range(inputs.shape[0])
         ]
         out, *_ = convert_to_dst_type(torch.stack(outputs), inputs)

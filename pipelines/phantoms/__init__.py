@@ -8,6 +8,7 @@ from pipelines._lazy import lazy_getattr
 _SUBMODULES = (
     "brain_mr",
     "brain_mr_anatomy",
+    "brain_mr_head",
     "chest_xray",
     "chest_xray_anatomy",
     "common",

@@ -167,6 +167,37 @@ def test_brain_inference_reads_a_brats_patient_folder(trained, tmp_path):
     assert nib.load(pred_path).shape == nib.load(next(patient.glob("*_flair.nii.gz"))).shape
 
 
+def test_brain_inference_strips_a_head_with_flair_and_t1ce_only(trained, tmp_path):
+    """A clinical-style study: skull, scalp, noise, and two of the four sequences. The skull is found and removed,
+    the brain mask is written beside the prediction on the input's grid, and the report names what was used."""
+    from pipelines.phantoms.brain_mr import make_brain_mri_phantom
+    from pipelines.phantoms.brain_mr_head import add_head
+
+    name, overrides = trained
+    if name != "brain":
+        pytest.skip("skull stripping and sequence subsets are the brain bundle's")
+    channels, label, affine = make_brain_mri_phantom(7, 4.0, tumour=True)
+    head = add_head({k: channels[k] for k in ("flair", "t1ce")}, label, affine, seed=7)
+    patient = tmp_path / "clinic_0001"
+    patient.mkdir()
+    for seq, volume in head.channels.items():
+        nib.save(nib.Nifti1Image(volume, head.affine), patient / f"clinic_0001_{seq}.nii.gz")
+    out = tmp_path / "infer_head"
+    run_bundle_stage(name, "inference", {**overrides, "input_path": str(patient), "output_dir": str(out)})
+    shape = head.channels["flair"].shape
+    (pred_path,) = sorted((out / "predictions").glob("*_seg.nii.gz"))
+    (mask_path,) = sorted((out / "predictions").glob("*_brain_mask.nii.gz"))
+    assert nib.load(pred_path).shape == shape
+    mask = nib.load(mask_path)
+    assert mask.shape == shape and mask.get_data_dtype() == np.uint8
+    np.testing.assert_allclose(mask.affine, head.affine, atol=1e-4)
+    brain = np.asarray(mask.dataobj) > 0
+    dice = 2 * (brain & head.brain).sum() / (brain.sum() + head.brain.sum())
+    assert dice > 0.8, dice  # BET at 4 mm: coarse, but the brain and not the head
+    (report,) = [json.loads(p.read_text()) for p in (out / "reports").glob("*_cascade.json")]
+    assert report["input"] == {"sequences_used": "FLAIR+T1ce", "brain_extraction": "extracted"}
+
+
 def _break_sequence_grid(files: list[Path], label: Path) -> str:
     """T1ce on another grid than the other sequences (not co-registered)."""
     source = nib.load(files[2])

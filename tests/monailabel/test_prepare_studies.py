@@ -68,11 +68,25 @@ def test_dicom_series_and_files_become_3d_studies(tmp_path):
     np.testing.assert_allclose(nib.load(studies / "other.nii.gz").affine, AFFINE)
 
 
-def test_main_reports_a_patient_folder_missing_a_sequence(tmp_path, caplog):
+def test_patient_folder_with_some_sequences_gets_zero_channels(tmp_path):
+    """FLAIR and T1ce only: a 4-channel study, T1 and T2 all zero, which the bundle reads as missing sequences."""
+    volumes, _ = _brats_patient(tmp_path / "brats", "BraTS_0004")
+    for seq in ("t1", "t2"):
+        (tmp_path / "brats" / "BraTS_0004" / f"BraTS_0004_{seq}.nii.gz").unlink()
+    prepare.prepare_studies(tmp_path / "brats", tmp_path / "studies", workflow="brain")
+    data = np.asarray(nib.load(tmp_path / "studies" / "BraTS_0004.nii.gz").dataobj)
+    assert data.shape == (6, 7, 5, 4)
+    for c, seq in enumerate(SEQUENCES):
+        expected = volumes[seq] if seq in ("flair", "t1ce") else np.zeros_like(volumes[seq])
+        np.testing.assert_allclose(data[..., c], expected, atol=1e-6)
+
+
+def test_main_reports_a_sequence_given_twice(tmp_path, caplog):
     _brats_patient(tmp_path / "brats", "BraTS_0003")
-    (tmp_path / "brats" / "BraTS_0003" / "BraTS_0003_t2.nii.gz").unlink()
+    folder = tmp_path / "brats" / "BraTS_0003"
+    (folder / "BraTS_0003-FLAIR.nii.gz").write_bytes((folder / "BraTS_0003_flair.nii.gz").read_bytes())
     assert prepare.main([str(tmp_path / "brats"), str(tmp_path / "studies"), "--workflow", "brain"]) == 1
-    assert "no file for sequence(s) ['t2']" in caplog.text
+    assert "more than one file per sequence" in caplog.text and "BraTS_0003" in caplog.text
 
 
 @pytest.mark.parametrize("workflow", ["liver", "lung"])

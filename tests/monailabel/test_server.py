@@ -340,6 +340,26 @@ def test_brain_trains_and_serves_four_channel_nifti_studies(server, trained_brai
         _assert_label_volume(data, server.studies / "brain_0.nii.gz", {0, 1, 2, 4}, tmp_path)
 
 
+def test_brain_serves_a_study_with_a_skull_and_two_sequences(server, trained_brain, tmp_path):
+    """A clinical-style study (skull, FLAIR and T1ce only, T1 and T2 channels of zeros as prepare_studies.py
+    writes them), uploaded as Slicer does: segmented, and the response says what was used."""
+    from pipelines.phantoms.brain_mr_head import add_head
+
+    channels, label, affine = make_brain_mri_phantom(seed=11, spacing=4.0, tumour=True)
+    head = add_head({k: channels[k] for k in ("flair", "t1ce")}, label, affine, seed=11)
+    zeros = np.zeros_like(head.channels["flair"])
+    volume = np.stack([head.channels["flair"], zeros, head.channels["t1ce"], zeros], axis=-1)
+    study = tmp_path / "clinic_head.nii.gz"
+    nib.save(nib.Nifti1Image(volume, head.affine), study)
+    body, content_type = _multipart({"params": "{}"}, {"file": study})
+    status, _, data = server.request("PUT", "/datastore/?image=clinic_head", body, content_type)
+    assert status == 200, f"PUT /datastore: HTTP {status}: {data[:2000]!r}\n{server.tail()}"
+    status, params, data = server.infer("brain", "clinic_head")
+    assert status == 200, f"{params}\n{server.tail()}"
+    assert params["input"] == {"sequences_used": "FLAIR+T1ce", "brain_extraction": "extracted"}
+    _assert_label_volume(data, study, {0, 1, 2, 4}, tmp_path)
+
+
 def test_a_real_ct_uploaded_as_slicer_does_gets_a_liver_mask_on_its_grid(server, trained, trained_brain, tmp_path):
     """``PUT /datastore/?image=<id>`` with the file (``MONAILabelClient.upload_image``), then ``POST /infer/liver``
     on it: the mask is a NIfTI label map on the real scan's own grid, which Slicer loads as a segmentation."""

@@ -116,6 +116,7 @@ class BundleSegmentation(InferTask):
             loaded = time.perf_counter()
             mask = segmenter(image)
             report = segmenter.last_report
+            facts = segmenter.last_input
         inferred = time.perf_counter()
         out = tempfile.NamedTemporaryFile(suffix=".nii.gz", prefix=f"{self.bundle.name}_", delete=False).name
         write_label_volume(mask, mask.affine, out)
@@ -128,6 +129,8 @@ class BundleSegmentation(InferTask):
                 "total": round(time.perf_counter() - start, 3),
             },
         }
+        if facts:  # brain MRI: the sequences the study had, and whether its brain was extracted
+            params["input"] = facts
         if report is not None:
             params["cascade"] = {
                 k: report[k] for k in ("kept", "slices_kept", "slabs", "slices_segmented", "num_slices", "seconds")
