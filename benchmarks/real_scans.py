@@ -61,13 +61,25 @@ def _extent(mask: np.ndarray) -> str:
     return f"{slices[0]}-{slices[-1]} of {mask.shape[2]}" if slices.size else f"none of {mask.shape[2]}"
 
 
-def run_case(item: dict, segmenters: dict[str, Segmenter], class_names: list[str], values: list[int]) -> dict:
-    """Both modes on one case: times, the gate's kept fraction, Dice per labelled class, predicted extent."""
-    row: dict = {"case": case_name(item["image"])}
+def _first(image) -> str:
+    return image[0] if isinstance(image, (list, tuple)) else image
+
+
+def run_case(
+    item: dict,
+    segmenters: dict[str, Segmenter],
+    class_names: list[str],
+    values: list[int],
+    regions: dict[str, list[int]] | None = None,
+) -> dict:
+    """Both modes on one case: times, the gate's kept fraction, Dice per labelled class (and per region, as label
+    values, for the brain), predicted extent, and what the input held (sequences, brain extraction)."""
+    row: dict = {"case": item.get("id") or case_name(_first(item["image"]))}
     for mode, segmenter in segmenters.items():
         t0 = time.perf_counter()
-        pred = segmenter(item["image"])
+        pred = segmenter(item["image"], sequences=item.get("sequences"))
         row[f"{mode}_s"] = time.perf_counter() - t0
+        row["input"] = segmenter.last_input
         mask = np.asarray(pred[0])
         report = segmenter.last_report
         if report is not None:
@@ -79,11 +91,64 @@ def run_case(item: dict, segmenters: dict[str, Segmenter], class_names: list[str
             for name, value in zip(class_names[1:], values[1:], strict=True):
                 if (truth == value).any():
                     row[f"{mode}_{name}_dice"] = _dice(mask == value, truth == value)
+            for name, region in (regions or {}).items():
+                if np.isin(truth, region).any():
+                    row[f"{mode}_{name}_dice"] = _dice(np.isin(mask, region), np.isin(truth, region))
             row["label_extent"] = _extent(truth > 0)
             # labelled slices where this mode predicts nothing: for the cascade, mostly slices the gate dropped
             labelled = (truth > 0).any(axis=(0, 1))
             row[f"{mode}_missed_slices"] = int((labelled & ~(mask > 0).any(axis=(0, 1))).sum())
     return row
+
+
+def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_path: Path, json_path) -> int:
+    """A 2D workflow (chest X-ray): the inference stage once over the real radiographs, as a user runs it, then the
+    Dice of each written lung mask (at the input's own size) against the real mask; time and peak memory."""
+    import tempfile
+
+    from PIL import Image
+
+    from pipelines.runner import run_stage
+
+    with tempfile.TemporaryDirectory(prefix="real_radiographs_") as tmp:
+        images = Path(tmp) / "datalist.json"
+        images.write_text(json.dumps({"test": [{"image": item["image"]} for item in items]}))
+        stage = {**overrides, "input_path": str(images), "output_dir": str(Path(tmp) / "out"), "register_model": False}
+        stage.setdefault("allow_outside_root", True)
+        t0 = time.perf_counter()
+        run_stage(workflow, "inference", stage, logging_file=False)
+        seconds = time.perf_counter() - t0
+        rows = []
+        for item in items:
+            name = Path(item["image"]).name.rsplit(".", 1)[0]
+            row = {"case": item.get("id") or name}
+            written = Path(tmp) / "out" / "predictions" / f"{name}_mask.png"
+            if not written.is_file():
+                rows.append(row | {"error": f"no mask written for {item['image']} (see failures.json)"})
+                continue
+            pred = np.asarray(Image.open(written).convert("L")) >= 128
+            source_size = Image.open(item["image"]).size
+            row["size_kept"] = pred.shape[::-1] == source_size
+            if item.get("label"):
+                truth = np.asarray(Image.open(item["label"]).convert("L")) >= 128
+                row["lung_dice"] = _dice(pred, truth)
+            rows.append(row)
+    failed = sum("error" in r for r in rows)
+    print(f"{workflow}: {len(items)} real radiograph(s) from {datalist_path}, {failed} failed")
+    for row in rows:
+        if "error" in row:
+            print(f"  {row['case']}: FAILED {row['error']}")
+        else:
+            dice = f"lung Dice {row['lung_dice']:.3f}" if "lung_dice" in row else "no label"
+            print(f"  {row['case']}: {dice}; mask at the input's size: {row['size_kept']}")
+    scored = [r["lung_dice"] for r in rows if "lung_dice" in r]
+    if scored:
+        print(f"mean lung Dice {np.mean(scored):.3f} (min {np.min(scored):.3f}) over {len(scored)} radiographs")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"inference stage {seconds:.1f} s for {len(items)} radiographs (start-up included); peak RSS {peak:.0f} MiB")
+    if json_path:
+        Path(json_path).write_text(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mib": peak}, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     values = list(range(len(class_names)))
     if "label_values" in parser_:
         values = list(parser_.get_parsed_content("label_values"))
+    if int(parser_.get_parsed_content("network_def#spatial_dims")) == 2:
+        return run_radiographs(args.workflow, items, overrides, datalist_path, args.json)
+    regions = {}
+    if "regions" in parser_:  # class indices -> the label values the written masks hold
+        regions = {k: [values[i] for i in v] for k, v in parser_.get_parsed_content("regions").items()}
     segmenters = {
         "cascade": Segmenter(args.workflow, use_cascade=True, **overrides),
         "full": Segmenter(args.workflow, use_cascade=False, **overrides),
@@ -112,10 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     rows, failed = [], 0
     for item in items:
         try:
-            rows.append(run_case(item, segmenters, class_names, values))
+            rows.append(run_case(item, segmenters, class_names, values, regions))
         except Exception as error:  # a real scan the models cannot take is a result, not a crash
             failed += 1
-            rows.append({"case": case_name(item["image"]), "error": f"{type(error).__name__}: {error}"[:300]})
+            name = item.get("id") or case_name(_first(item["image"]))
+            rows.append({"case": name, "error": f"{type(error).__name__}: {error}"[:300]})
     print(f"{args.workflow}: {len(items)} real case(s) from {datalist_path}, {failed} failed")
     for row in rows:
         if "error" in row:
@@ -128,8 +199,9 @@ def main(argv: list[str] | None = None) -> int:
             if "cascade_missed_slices" in row
             else ""
         )
+        facts = "".join(f"{k.replace('_', ' ')} {v}; " for k, v in row.get("input", {}).items())
         print(
-            f"  {row['case']}: gate kept {row.get('kept', '-')} slices; {dice or 'no label'}; foreground slices "
+            f"  {row['case']}: {facts}gate kept {row.get('kept', '-')} slices; {dice or 'no label'}; foreground slices "
             f"cascade {row['cascade_extent']}, full {row['full_extent']}{label}{missed}; "
             f"{row['cascade_s']:.2f} s cascade, {row['full_s']:.2f} s full"
         )

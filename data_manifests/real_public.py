@@ -5,8 +5,12 @@ write MONAI datalists for evaluation.
 case's files under ``DIR`` (as ``DIR/<path>`` or ``DIR/<source folder>/<path>``, the layout of the source
 repository) and under the case's folder in this repository, checks their sha256, writes the labels mapped to the
 bundle's classes, and writes ``<output_dir>/<workflow>_real.json``: a ``test`` section (image and label) and an
-``unlabelled`` section (image only). Cases not found are listed with where to get them; a file whose checksum
-differs is an error. Real cases are for evaluation only: never train on them or tune a threshold on them.
+``unlabelled`` section (image only). A multi-sequence MRI case lists its files under ``sequences`` (name -> file, in
+the bundle's names: ``FLAIR``, ``T1ce``); its datalist entry's ``image`` lists them, and its ``sequences`` names
+them, as the brain bundle reads a study with some of its sequences. A radiograph's mask (PNG/JPEG) is written as
+a 0/255 PNG, thresholded at the manifest's ``threshold`` (anti-aliased or JPEG-compressed masks). Cases not found
+are listed with where to get them; a file whose checksum differs is an error. Real cases are for evaluation only:
+never train on them or tune a threshold on them.
 """
 
 from __future__ import annotations
@@ -58,8 +62,10 @@ def load_manifest(path: str | os.PathLike = MANIFEST) -> dict:
     manifest = json.loads(Path(path).read_text())
     problems = []
     for i, case in enumerate(manifest.get("cases", [])):
-        missing = [k for k in ("id", "source", "workflow", "image") if not case.get(k)]
-        if not missing and not all(case["image"].get(k) for k in ("path", "sha256")):
+        missing = [k for k in ("id", "source", "workflow") if not case.get(k)]
+        if not case.get("image") and not case.get("sequences"):
+            missing.append("image (or sequences)")
+        elif not all(entry.get(k) for entry in _image_files(case).values() for k in ("path", "sha256")):
             missing.append("image path/sha256")
         if not missing and case["source"] not in manifest.get("sources", {}):
             missing.append(f"a source named {case['source']!r} in 'sources'")
@@ -68,6 +74,11 @@ def load_manifest(path: str | os.PathLike = MANIFEST) -> dict:
     if problems:
         raise DataError(problems)
     return manifest
+
+
+def _image_files(case: Mapping) -> dict[str, Mapping]:
+    """The image file entries of a case: ``{"image": ...}``, or one per sequence name."""
+    return dict(case["sequences"]) if case.get("sequences") else {"image": case["image"]}
 
 
 def _find(relative: str, roots: Sequence[Path], source_folder: str) -> Path | None:
@@ -80,7 +91,19 @@ def _find(relative: str, roots: Sequence[Path], source_folder: str) -> Path | No
 
 def _where_to_get(manifest: Mapping, case: Mapping) -> str:
     source = manifest["sources"][case["source"]]
-    return f"{source['repository']} at {source['commit']}, {source.get('folder', '.')}/{case['image']['path']}"
+    files = ", ".join(entry["path"] for entry in _image_files(case).values())
+    return f"{source['repository']} at {source['commit']}, {source.get('folder', '.')}/: {files}"
+
+
+def _write_radiograph_mask(src: Path, dst: Path, threshold: int) -> Path:
+    """A radiograph's mask (PNG/JPEG, grey or colour) as a 0/255 PNG: lung where the grey level >= ``threshold``."""
+    from PIL import Image
+
+    with Image.open(src) as mask:
+        grey = np.asarray(mask.convert("L"))
+    out = Image.fromarray(np.where(grey >= threshold, 255, 0).astype(np.uint8))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(dst, lambda tmp: out.save(tmp, format="PNG"))
 
 
 def _write_mapped_label(src: Path, dst: Path, mapping: Mapping[str, int]) -> Path:
@@ -128,7 +151,7 @@ def prepare_real(
         roots = [Path(d).resolve() for d in from_dirs]
         if case.get("in_repository"):
             roots.append(REPO_ROOT / case["in_repository"])
-        files = {"image": case["image"]} | ({"label": case["label"]} if case.get("label") else {})
+        files = _image_files(case) | ({"label": case["label"]} if case.get("label") else {})
         paths = {role: _find(entry["path"], roots, folder) for role, entry in files.items()}
         if any(p is None for p in paths.values()):
             result.missing[case["id"]] = _where_to_get(manifest, case)
@@ -142,8 +165,17 @@ def prepare_real(
         raise DataError(problems)
     sections: dict[str, dict[str, list]] = {}
     for case_id, (case, paths) in entries.items():
-        item = {"image": str(paths["image"])}
-        if "label" in paths:
+        if case.get("sequences"):
+            item = {"image": [str(paths[name]) for name in case["sequences"]], "sequences": list(case["sequences"])}
+        else:
+            item = {"image": str(paths["image"])}
+        item["id"] = case_id
+        if "label" in paths and "threshold" in case["label"]:
+            label = _write_radiograph_mask(
+                paths["label"], out / "labels" / f"{case_id}.png", case["label"]["threshold"]
+            )
+            item["label"] = str(label)
+        elif "label" in paths:
             label = _write_mapped_label(paths["label"], out / "labels" / f"{case_id}.nii.gz", case["label"]["map"])
             item["label"] = str(label)
         section = "test" if "label" in item else "unlabelled"
@@ -183,7 +215,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"prepare-real: {error}", file=sys.stderr)
         return 2
     for case_id, paths in prepared.found.items():
-        print(f"found    {case_id}: {paths['image']}")
+        image = paths["image"]
+        shown = (
+            image
+            if isinstance(image, str)
+            else f"{image[0]}" + (f" (+{len(image) - 1} more)" if len(image) > 1 else "")
+        )
+        print(f"found    {case_id}: {shown}")
     for case_id, where in prepared.missing.items():
         print(f"missing  {case_id}: get it from {where}")
     for workflow, path in prepared.datalists.items():

@@ -4,6 +4,7 @@
     segment = Segmenter("liver")                      # the bundle's trained models, cascade on
     mask = segment("ct.nii.gz")                       # MetaTensor (1, X, Y, Z), uint8, the input's geometry
     mask = segment(nib.load("ct.nii.gz"))             # same result from an in-memory image
+    mask = Segmenter("brain")([flair, t1ce], sequences=["FLAIR", "T1ce"])   # a study with two sequences
     print(segment.last_report)                        # the cascade's report: slabs, seconds, voxels segmented
 
 It runs the same config ids as ``inference.yaml`` (preprocessing, cascade inferer, ``prediction_postprocessing``,
@@ -69,9 +70,12 @@ class Segmenter:
         reports = getattr(self.inferer, "reports", [])
         return reports[-1] if reports and self.inferer.enabled else None
 
-    def _prepare(self, image) -> dict:
+    def _prepare(self, image, sequences=None) -> dict:
         if isinstance(image, (str, os.PathLike)):
             return self.file_preprocessing({"image": str(image)})
+        if isinstance(image, (list, tuple)):  # one file per MRI sequence (brain), ``sequences`` naming them
+            data = {"image": [str(p) for p in image]}
+            return self.file_preprocessing(data | ({"sequences": sequences} if sequences is not None else {}))
         if hasattr(image, "affine") and hasattr(image, "dataobj"):  # a nibabel image
             array = np.asanyarray(image.dataobj)
             meta = {"filename_or_obj": image.get_filename() or "image"}
@@ -86,9 +90,12 @@ class Segmenter:
         return self.array_preprocessing(data)
 
     @torch.inference_mode()
-    def __call__(self, image) -> MetaTensor:
-        """Segment ``image``; returns a uint8 label map ``(1, X, Y, Z)`` on the input's grid and affine."""
-        data = self._prepare(image)
+    def __call__(self, image, sequences=None) -> MetaTensor:
+        """Segment ``image``; returns a uint8 label map ``(1, X, Y, Z)`` on the input's grid and affine.
+
+        ``image`` may also list one file per MRI sequence (the brain bundle); ``sequences`` then names them
+        (``["FLAIR", "T1ce"]``) when they are not all of the bundle's, in its order."""
+        data = self._prepare(image, sequences)
         self.last_input = input_facts(data["image"])
         batch = data["image"][None].to(self.device)
         data["pred"] = self.inferer(batch, self.network)[0]

@@ -91,6 +91,9 @@ def test_detection_tells_a_stripped_brain_from_a_head(stripped_4mm):
     assert stripper.is_skull_stripped(stripped)
     assert not stripper.is_skull_stripped(_image(noisy.channels, noisy.affine))
     assert not stripper.is_skull_stripped(_image(zeroed.channels, zeroed.affine))
+    # a skull-stripped study distributed z-scored (brain values below the background's 0), as some public sets are
+    zscored = {k: np.where(v != 0, (v - v[v != 0].mean()) / v[v != 0].std(), 0.0) for k, v in channels.items()}
+    assert stripper.is_skull_stripped(_image(zscored, affine))
 
 
 @pytest.mark.parametrize("kind", ["numpy", "tensor", "metatensor"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -23,8 +24,12 @@ def test_the_manifest_records_every_case_and_the_files_in_the_repository_match_i
     manifest = load_manifest()
     source = manifest["sources"]["totalsegmentator"]
     assert source["licence"] == "Apache-2.0" and len(source["commit"]) == 40
+    modalities = {"liver": "CT", "brain": "MR", "chest_xray": "DX"}
     for case in manifest["cases"]:
-        assert case["workflow"] == "liver" and case["modality"] == "CT"
+        assert modalities[case["workflow"]] == case["modality"]
+        assert (
+            len(manifest["sources"][case["source"]]["commit"]) == 40 and manifest["sources"][case["source"]]["licence"]
+        )
         if case["in_repository"]:
             folder = REPO_ROOT / case["in_repository"]
             assert sha256_of(folder / case["image"]["path"]) == case["image"]["sha256"]
@@ -52,6 +57,44 @@ def test_prepare_real_writes_a_datalist_of_the_cases_found_and_lists_the_missing
     np.testing.assert_array_equal(values == 1, np.asarray(source.dataobj) == 5)
     np.testing.assert_allclose(label.affine, source.affine)
     assert check_pair(datalist["test"][0]["image"], datalist["test"][0]["label"]) == []
+
+
+def test_sequence_cases_and_radiograph_masks_become_datalist_entries(tmp_path):
+    """A brain case lists one file per sequence (named), a radiograph's anti-aliased mask is thresholded."""
+    from PIL import Image
+
+    fetched = tmp_path / "fetched"
+    (fetched / "case").mkdir(parents=True)
+    for name in ("flair", "t1ce", "seg"):
+        data = np.arange(24, dtype=np.int16).reshape(2, 3, 4) % (3 if name == "seg" else 100)
+        nib.save(nib.Nifti1Image(data, np.eye(4)), fetched / "case" / f"case_{name}.nii.gz")
+    mask = np.zeros((6, 8), np.uint8)
+    mask[2:4, 1:5], mask[1, 1] = 255, 100  # an anti-aliased edge pixel below the threshold
+    Image.fromarray(mask).save(fetched / "mask.png")
+    Image.fromarray(np.full((6, 8), 90, np.uint8)).save(fetched / "cxr.png")
+    files = {n: {"path": f"case/case_{n}.nii.gz", "sha256": sha256_of(fetched / "case" / f"case_{n}.nii.gz")}
+             for n in ("flair", "t1ce", "seg")}  # fmt: skip
+    manifest = {
+        "sources": {"src": {"repository": "https://example.org/repo", "commit": "0" * 40, "licence": "MIT"}},
+        "cases": [
+            {"id": "mri", "source": "src", "workflow": "brain", "modality": "MR",
+             "sequences": {"FLAIR": files["flair"], "T1ce": files["t1ce"]},
+             "label": {**files["seg"], "map": {"1": 1, "2": 4}}},
+            {"id": "xr", "source": "src", "workflow": "chest_xray", "modality": "DX",
+             "image": {"path": "cxr.png", "sha256": sha256_of(fetched / "cxr.png")},
+             "label": {"path": "mask.png", "sha256": sha256_of(fetched / "mask.png"), "threshold": 128}},
+        ],
+    }  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    prepared = prepare_real([fetched], tmp_path / "out", tmp_path / "manifest.json")
+    (brain,) = json.loads(Path(prepared.datalists["brain"]).read_text())["test"]
+    assert brain["id"] == "mri" and brain["sequences"] == ["FLAIR", "T1ce"]
+    assert brain["image"] == [str(fetched / "case" / "case_flair.nii.gz"), str(fetched / "case" / "case_t1ce.nii.gz")]
+    values = np.asarray(nib.load(brain["label"]).dataobj)
+    assert set(np.unique(values).tolist()) == {0, 1, 4}
+    (xray,) = json.loads(Path(prepared.datalists["chest_xray"]).read_text())["test"]
+    written = np.asarray(Image.open(xray["label"]))
+    np.testing.assert_array_equal(written, np.where(mask >= 128, 255, 0))
 
 
 def test_a_file_that_differs_from_the_manifest_is_refused(tmp_path):

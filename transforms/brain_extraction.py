@@ -5,10 +5,11 @@ input: skull-stripped, 0 outside the brain. Clinical MRI has a head around the b
 head, so :class:`SkullStrip` / :class:`SkullStripd` first decide whether the input is already skull-stripped and,
 when it is not, extract the brain and zero every voxel outside it, in every channel.
 
-* Detection (:func:`skull_strip_evidence`): on the reference channel, the *background* is the voxels at its minimum
-  value (exactly; 0 in BraTS). The input counts as skull-stripped when the background is at least
+* Detection (:func:`skull_strip_evidence`): on the reference channel, the *background* is the voxels at the most
+  common value of the volume's border (exactly; 0 in BraTS, also when the brain was z-scored and so holds values
+  below it). The input counts as skull-stripped when the background is at least
   ``min_background_fraction`` of the volume **and** the rest (the foreground) is at most ``max_brain_ml``. Both
-  are needed: a noisy head has almost no voxel at the minimum (Rician noise is never exactly 0), and a head whose
+  are needed: a noisy head has almost no voxel at one value (Rician noise is never exactly 0), and a head whose
   air was set to 0 by the scanner or by resampling has a large background but a foreground of a whole head, 3 L or
   more against 1.1-1.9 L for an adult brain. Measured (``benchmarks/brain_extraction.py``): the skull-stripped
   brain phantoms have a background of 0.57-0.62 and a foreground of 1.9-2.1 L; with a head
@@ -57,6 +58,7 @@ __all__ = [
     "MODES",
     "SkullStrip",
     "SkullStripd",
+    "background_value",
     "extract_brain",
     "skull_strip_evidence",
 ]
@@ -87,6 +89,15 @@ def _spacing(img: NdarrayOrTensor) -> np.ndarray:
     return np.ones(n)
 
 
+def background_value(volume: np.ndarray) -> float:
+    """The most common value on the faces of ``volume`` (spatial axes only): the background of a skull-stripped
+    volume (0 in BraTS, whatever the brain's values after a z-score); a noisy head has no such value."""
+    volume = np.asarray(volume)
+    faces = [np.take(volume, index, axis=axis).ravel() for axis in range(volume.ndim) for index in (0, -1)]
+    values, counts = np.unique(np.concatenate(faces), return_counts=True)
+    return values[np.argmax(counts)].item()
+
+
 def skull_strip_evidence(volume: np.ndarray, spacing: Sequence[float]) -> dict[str, float]:
     """The figures that tell a skull-stripped volume from a head: see the module's docstring.
 
@@ -95,11 +106,11 @@ def skull_strip_evidence(volume: np.ndarray, spacing: Sequence[float]) -> dict[s
         spacing: voxel size in mm per axis.
 
     Returns:
-        ``{"background_fraction": ..., "foreground_ml": ...}``: the fraction of voxels at the volume's minimum
-        value, and the volume in mL of the other voxels.
+        ``{"background_fraction": ..., "foreground_ml": ...}``: the fraction of voxels at the background value
+        (:func:`background_value`), and the volume in mL of the other voxels.
     """
     volume = np.asarray(volume)
-    background = float(np.mean(volume == volume.min())) if volume.size else 1.0
+    background = float(np.mean(volume == background_value(volume))) if volume.size else 1.0
     voxel_ml = float(np.prod(spacing)) / 1000.0
     return {"background_fraction": background, "foreground_ml": (1.0 - background) * volume.size * voxel_ml}
 
@@ -191,7 +202,7 @@ class SkullStrip(Transform):
         fractional_threshold: BET's fractional intensity threshold, see :func:`extract_brain`.
         iterations: BET's surface deformation steps per fit.
         recentre: extra BET fits from the centre of the previous mask.
-        min_background_fraction: detection: least fraction of voxels at the minimum of a skull-stripped volume.
+        min_background_fraction: detection: least fraction of voxels at the background value of a skull-stripped volume.
         max_brain_ml: detection: largest foreground (mL) of a skull-stripped volume.
         min_brain_ml: a mask smaller than this (mL) is an error: no brain was found.
         max_mask_fraction: a mask covering more than this fraction of the volume is an error.
@@ -275,10 +286,8 @@ class SkullStrip(Transform):
     def _mask(self, img: NdarrayOrTensor, action: str) -> np.ndarray:
         """The spatial brain mask (bool numpy) for ``action``."""
         if action != "extracted":
-            values = torch.as_tensor(img).detach().cpu()
-            flat = values.reshape(values.shape[0], -1)
-            background = flat.min(dim=1).values.reshape(-1, *([1] * (values.ndim - 1)))
-            return (values != background).any(dim=0).numpy()
+            values = torch.as_tensor(img).detach().cpu().numpy()
+            return np.any([channel != background_value(channel) for channel in values], axis=0)
         c = self.reference_channel(img)
         channel = torch.as_tensor(img[c]).detach().cpu().float().numpy()
         spacing = _spacing(img)
