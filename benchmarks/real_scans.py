@@ -114,10 +114,16 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
         images = Path(tmp) / "datalist.json"
         images.write_text(json.dumps({"test": [{"image": item["image"]} for item in items]}))
         stage = {**overrides, "input_path": str(images), "output_dir": str(Path(tmp) / "out"), "register_model": False}
-        stage.setdefault("allow_outside_root", True)
         t0 = time.perf_counter()
         run_stage(workflow, "inference", stage, logging_file=False)
         seconds = time.perf_counter() - t0
+        classes = {}
+        table = Path(tmp) / "out" / "predictions" / "classification.csv"
+        if table.is_file():
+            import csv
+
+            with open(table, newline="") as f:
+                classes = {r["file"]: r for r in csv.DictReader(f)}
         rows = []
         for item in items:
             name = Path(item["image"]).name.rsplit(".", 1)[0]
@@ -129,6 +135,10 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
             pred = np.asarray(Image.open(written).convert("L")) >= 128
             source_size = Image.open(item["image"]).size
             row["size_kept"] = pred.shape[::-1] == source_size
+            predicted = classes.get(item["image"])
+            if predicted:  # the classifier's class and its probability
+                row["class"] = predicted["predicted_class"]
+                row["class_probabilities"] = {k[5:]: float(v) for k, v in predicted.items() if k.startswith("prob_")}
             if item.get("label"):
                 truth = np.asarray(Image.open(item["label"]).convert("L")) >= 128
                 row["lung_dice"] = _dice(pred, truth)
@@ -140,7 +150,11 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
             print(f"  {row['case']}: FAILED {row['error']}")
         else:
             dice = f"lung Dice {row['lung_dice']:.3f}" if "lung_dice" in row else "no label"
-            print(f"  {row['case']}: {dice}; mask at the input's size: {row['size_kept']}")
+            label = ""
+            if "class" in row:
+                p = row["class_probabilities"][row["class"].lower().replace(" ", "_")]
+                label = f"; class {row['class']} (p {p:.2f})"
+            print(f"  {row['case']}: {dice}; mask at the input's size: {row['size_kept']}{label}")
     scored = [r["lung_dice"] for r in rows if "lung_dice" in r]
     if scored:
         print(f"mean lung Dice {np.mean(scored):.3f} (min {np.min(scored):.3f}) over {len(scored)} radiographs")

@@ -53,6 +53,12 @@ def test_keep_zeroes_the_other_sequences_and_none_keeps_all():
     assert [bool(out[c].any()) for c in range(4)] == [True, False, True, False]
     assert out.meta[SEQUENCES_META_KEY] == "FLAIR+T1ce"
     assert KeepSequencesd("image", SEQUENCES)({"image": image})["image"] is image
+    t1_t1ce = image.clone()
+    t1_t1ce[[0, 3]] = 0  # a study of T1 and T1ce: keeping FLAIR alone leaves nothing
+    with pytest.raises(
+        ValueError, match=r"p\.nii: none of the sequences to keep \(FLAIR\) is in the study \(it has T1\+T1ce\)"
+    ):
+        KeepSequencesd("image", SEQUENCES, keep=["FLAIR"])({"image": t1_t1ce})
 
 
 def test_sequence_dropout_keeps_a_proper_non_empty_subset_of_every_key_alike():

@@ -218,7 +218,14 @@ class KeepSequences(Transform):
         for c in range(out.shape[0]):
             if c not in self.keep:
                 out[c] = 0
-        return _with_meta(img, out, _names(_present(out), self.sequences))
+        used = _present(out)
+        if not used:  # the study lacks every sequence to keep: the network would see zeros only
+            had = _names(_present(img), self.sequences) or "none"
+            raise ValueError(
+                f"{_source_name(img)}: none of the sequences to keep ({_names(self.keep, self.sequences)}) is in "
+                f"the study (it has {had})"
+            )
+        return _with_meta(img, out, _names(used, self.sequences))
 
 
 class KeepSequencesd(MapTransform):

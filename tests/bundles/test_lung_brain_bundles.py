@@ -198,6 +198,56 @@ def test_brain_inference_strips_a_head_with_flair_and_t1ce_only(trained, tmp_pat
     assert report["input"] == {"sequences_used": "FLAIR+T1ce", "brain_extraction": "extracted"}
 
 
+def _load_benchmark(name: str):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_brain_benchmarks_score_studies_with_some_sequences(trained, tmp_path, capsys):
+    """benchmarks/sequence_subsets.py and benchmarks/real_scans.py run on the tiny model (figures not asserted:
+    a one-epoch model), a datalist entry naming two sequences included."""
+    name, overrides = trained
+    if name != "brain":
+        pytest.skip("sequence subsets are the brain bundle's")
+    settings = [f"{k}={json.dumps(v)}" for k, v in overrides.items() if not isinstance(v, dict)]
+    sets = [arg for pair in settings for arg in ("--set", pair)]
+    assert (
+        _load_benchmark("sequence_subsets").main(
+            [*sets, "--subsets", "FLAIR", "T1ce+FLAIR", "--json", str(tmp_path / "s.json")]
+        )
+        == 0
+    )
+    figures = json.loads((tmp_path / "s.json").read_text())
+    assert set(figures["summary"]["mean_dice"]) == {"FLAIR", "T1ce+FLAIR"}
+    assert {row["subset"] for row in figures["cases"]} == {"FLAIR", "T1ce+FLAIR"}
+
+    datalist = json.loads(Path(overrides["data_list_file_path"]).read_text())
+    entry = datalist["test"][0]
+    root = Path(overrides["dataset_dir"])
+    study = {
+        "id": "two_sequences",
+        "image": [str(root / entry["image"][i]) for i in (0, 2)],
+        "sequences": ["FLAIR", "T1ce"],
+    }
+    real = tmp_path / "brain_real.json"
+    real.write_text(json.dumps({"test": [{**study, "label": str(root / entry["label"])}], "unlabelled": []}))
+    assert (
+        _load_benchmark("real_scans").main(
+            ["brain", "--datalist", str(real), *sets, "--json", str(tmp_path / "r.json")]
+        )
+        == 0
+    )
+    (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
+    assert row["case"] == "two_sequences" and row["input"]["sequences_used"] == "FLAIR+T1ce"
+    assert "full_whole_tumour_dice" in row and "cascade_whole_tumour_dice" in row
+    assert "two_sequences: sequences used FLAIR+T1ce" in capsys.readouterr().out
+
+
 def _break_sequence_grid(files: list[Path], label: Path) -> str:
     """T1ce on another grid than the other sequences (not co-registered)."""
     source = nib.load(files[2])
