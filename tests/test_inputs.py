@@ -118,3 +118,23 @@ def test_datalist_entry_keeps_the_sequences_it_names(tmp_path):
     datalist = tmp_path / "list.json"
     datalist.write_text(json.dumps({"test": [{"image": ["p_flair.nii.gz"], "sequences": ["FLAIR"]}]}))
     assert list_inference_inputs(datalist) == [{"image": [image], "sequences": ["FLAIR"]}]
+
+
+def test_validate_reads_brain_patient_folders_with_some_sequences(tmp_path):
+    """``radcascade validate brain FOLDER`` lists patient folders as inference does (FLAIR alone is a study) and
+    checks every sequence file, naming the bad one."""
+    import nibabel as nib
+    import numpy as np
+
+    from pipelines.cli.config_checks import validate_workflow
+
+    patient = tmp_path / "studies" / "clinic_0001"
+    patient.mkdir(parents=True)
+    volume = np.random.default_rng(0).random((12, 12, 8)).astype(np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), patient / "clinic_0001_flair.nii.gz")
+    problems, summary = validate_workflow("brain", [str(tmp_path / "studies")])
+    assert problems == [] and "(1 image)" in summary
+    volume[3, 3, 3] = np.nan
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), patient / "clinic_0001_t1ce.nii.gz")
+    problems, _ = validate_workflow("brain", [str(tmp_path / "studies")])
+    assert len(problems) == 1 and "clinic_0001_t1ce.nii.gz" in problems[0]

@@ -10,6 +10,7 @@ from scipy import ndimage
 from data_manifests.chest_xray import find_chest_xray_images
 from pipelines.phantoms.chest_xray import (
     CATEGORIES,
+    GENERATOR_VERSION,
     main,
     make_chest_xray_phantom,
     write_chest_xray_phantom_dataset,
@@ -59,9 +60,10 @@ def test_mask_is_two_lungs_with_the_left_one_smaller(images):
         right, left = (sizes[0], sizes[1]) if x1 < x2 else (sizes[1], sizes[0])  # patient right is image left
         assert x1 < SIZE / 2 < x2 or x2 < SIZE / 2 < x1
         assert left < right  # the heart takes room from the left lung
-        assert 0.15 < (mask > 0).mean() < 0.5
+        assert 0.1 < (mask > 0).mean() < 0.5  # 0.1: a wide field of view
         lungs = mask > 0
-        assert image[lungs].mean() < image[~lungs].mean()  # dark lung fields
+        around = ndimage.binary_dilation(lungs, iterations=SIZE // 16) & ~lungs  # chest wall, mediastinum, heart
+        assert image[lungs].mean() < image[around].mean()  # dark lung fields (air beside the body is darker still)
 
 
 def test_categories_show_the_same_patient_with_different_lungs(images):
@@ -100,6 +102,27 @@ def test_categories_have_their_own_pattern(images):
     assert all(focal)
 
 
+def test_acquisition_varies_outside_the_lungs():
+    """Some radiographs have air beside the body (a wide field of view), markers, labels and film edges; none of it
+    touches the lungs."""
+    from pipelines.phantoms.chest_xray import burn_in
+
+    edges = []
+    for seed in range(12):
+        image, mask = make_chest_xray_phantom(seed, "Normal", size=SIZE)
+        edges.append(np.concatenate([image[:, : SIZE // 20], image[:, -(SIZE // 20) :]]).mean())
+        clean = image.copy()
+        burn_in(np.random.default_rng(seed), clean, mask > 0)
+        np.testing.assert_array_equal(clean[mask > 0], image[mask > 0])
+    assert min(edges) < 40 < max(edges)  # black air beside some bodies, arms and shoulders filling others
+    marked = np.zeros((SIZE, SIZE), np.uint8)
+    lungs = np.zeros((SIZE, SIZE), bool)
+    lungs[40:90, 20:100] = True
+    for seed in range(20):
+        burn_in(np.random.default_rng(seed), marked, lungs)
+    assert (marked > 200).any() and not marked[lungs].any()
+
+
 def test_bad_arguments_are_value_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown chest X-ray category 'Pneumothorax'"):
         make_chest_xray_phantom(0, "Pneumothorax")
@@ -117,7 +140,9 @@ def test_bad_arguments_are_value_errors(tmp_path):
 def test_written_dataset_layout_and_idempotency(tmp_path):
     out = write_chest_xray_phantom_dataset(tmp_path / "cxr", num_per_class=2, seed=3, size=64)
     record = json.loads((out / "phantom.json").read_text())
-    assert record["params"] == {"seed": 3, "size": 64, "num_per_class": 2, "classes": list(CATEGORIES)}
+    assert record["params"] == {
+        "seed": 3, "size": 64, "num_per_class": 2, "classes": list(CATEGORIES), "generator_version": GENERATOR_VERSION
+    }  # fmt: skip
     assert record["numImages"] == 8 and record["classes"] == list(CATEGORIES)
     for category in CATEGORIES:
         names = sorted(p.name for p in (out / category / "images").iterdir())

@@ -212,6 +212,8 @@ class DataSettings:
         modality: the input modality (``modality``, else ``metadata.json``'s ``network_data_format.inputs.image``).
         spatial_dims: 2 for radiographs, 3 for volumes (``network_def#spatial_dims``).
         allow_lateral_views: radiographs: lateral views are accepted (``allow_lateral_views``; else refused).
+        sequence_suffixes: multi-sequence MRI: the file-name suffix of each sequence in a patient folder.
+        allow_missing_sequences: a patient folder may hold only some of the sequences.
     """
 
     workflow: str
@@ -222,6 +224,8 @@ class DataSettings:
     modality: str
     spatial_dims: int
     allow_lateral_views: bool = False
+    sequence_suffixes: tuple[str, ...] | None = None
+    allow_missing_sequences: bool = False
 
 
 def _modality(workflow: Workflow, parser) -> str:
@@ -264,6 +268,13 @@ def data_settings(name: str, overrides: Mapping[str, Any] | None = None) -> Data
         modality=_modality(workflow, parser),
         spatial_dims=int(parser.get_parsed_content("network_def#spatial_dims")),
         allow_lateral_views=as_bool(lateral, "allow_lateral_views"),
+        sequence_suffixes=tuple(parser.get_parsed_content("sequence_suffixes"))
+        if "sequence_suffixes" in parser
+        else None,
+        allow_missing_sequences=as_bool(
+            parser.get_parsed_content("allow_missing_sequences") if "allow_missing_sequences" in parser else False,
+            "allow_missing_sequences",
+        ),
     )
 
 
@@ -310,14 +321,20 @@ def _image_problems(settings: DataSettings, path: Path, check_intensity: bool) -
         check = partial(
             check_volume, expect_ndim=settings.spatial_dims, check_intensity=check_intensity, modality=settings.modality
         )
-        listing = list_inference_inputs
+        listing = partial(
+            list_inference_inputs,
+            sequences=settings.sequence_suffixes,
+            allow_missing_sequences=settings.allow_missing_sequences,
+        )
     if not path.is_dir():
         return check(path), 1
     try:
         items = listing(path)
     except ValueError as error:
         return [str(error)], 0
-    problems = [p for item in items for p in check(item["image"])]
+    # a patient folder of a multi-sequence bundle is one item listing one file per sequence
+    files = [f for item in items for f in (item["image"] if isinstance(item["image"], list) else [item["image"]])]
+    problems = [p for f in files for p in check(f)]
     return problems, len(items)
 
 

@@ -133,7 +133,8 @@ def stage_row(stage: str, seconds: float, workflow, output_dir: Path) -> StageRo
     from pipelines.inference.robust_inference import failed_cases
 
     predictions = output_dir / "predictions"
-    written = len(list(predictions.glob("*_seg.nii.gz"))) if predictions.is_dir() else 0
+    # 3D bundles write <case>_seg.nii.gz; chest X-ray writes <name>_mask.png (or .nii.gz with mask_ext)
+    written = len([p for p in predictions.glob("*") if p.name.endswith(("_seg.nii.gz", "_mask.png", "_mask.nii.gz"))])
     figures = f"{written} segmented, {len(failed_cases(workflow))} failed"
     return StageRow(stage, seconds, figures, str(predictions))
 

@@ -6,7 +6,9 @@ anywhere, without downloading the database. They are not anatomy-accurate; they 
 small CNN: dark lung fields (the left one smaller, with the cardiac notch) with branching vascular markings, a
 bright mediastinum and heart shadow, spine, clavicles, posterior and anterior ribs, diaphragm domes with a gastric
 bubble, shoulders and humeral heads, sometimes breast shadows; then a film-like response, heel effect, blur and
-noise, and a random pose (rotation, scale, shift) and inspiration depth.
+noise, and a random pose (rotation, scale, shift) and inspiration depth. The acquisition varies as real
+radiographs do: some are taken with a wider field of view (air beside the shoulders and flanks, black), and
+burnt-in markers (side letters, a white label with text) and collimator or film edges lie outside the lungs.
 
 The class sets the pathology inside the lungs, with a random severity so that some cases are subtle:
 
@@ -56,6 +58,8 @@ from pipelines.phantoms.common import phantom_parser, run_writer
 
 __all__ = [
     "CATEGORIES",
+    "GENERATOR_VERSION",
+    "burn_in",
     "make_chest_xray_phantom",
     "write_chest_xray_phantom_dataset",
     "write_default_dataset",
@@ -65,6 +69,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CATEGORIES = ("COVID", "Normal", "Lung_Opacity", "Viral Pneumonia")
+GENERATOR_VERSION = 2
+"""Changes with the images a seed gives; a dataset folder written by another version is rewritten.
+2: wider fields of view, burnt-in markers and film edges."""
+WIDE_FIELD_PROBABILITY = 0.4
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -93,9 +101,12 @@ def make_chest_xray_phantom(seed: int, category: str, size: int = DEFAULT_SIZE) 
     if int(size) < 32:
         raise ValueError(f"chest X-ray phantom size must be at least 32 pixels, got {size}")
     n = int(size)
-    rng_anat, rng_path, rng_noise = (np.random.default_rng(s) for s in np.random.SeedSequence([int(seed), 7]).spawn(3))
+    streams = np.random.SeedSequence([int(seed), 7]).spawn(4)
+    rng_anat, rng_path, rng_noise, rng_view = (np.random.default_rng(s) for s in streams)
     rng = rng_anat
-    f = Frame(n, rng.normal(0, 0.04), rng.uniform(0.88, 1.02), rng.normal(0, 0.03, 2))
+    # a wider field of view now and then: the body narrower in the frame, air beside it
+    zoom = rng_view.uniform(0.72, 0.9) if rng_view.random() < WIDE_FIELD_PROBABILITY else 1.0
+    f = Frame(n, rng.normal(0, 0.04), rng.uniform(0.88, 1.02) * zoom, rng.normal(0, 0.03, 2))
 
     atten, width, shoulder_y = draw_body(rng, f)
     heart, knob = draw_heart(rng, f)
@@ -113,7 +124,51 @@ def make_chest_xray_phantom(seed: int, category: str, size: int = DEFAULT_SIZE) 
     opacity = draw_pathology(rng_path, category, f, right, left, edt, info)
     atten += ndimage.gaussian_filter(opacity, 1.0 * n / DEFAULT_SIZE) * air
     image = film(rng_noise, atten)
+    burn_in(rng_view, image, lungs)
     return image, (lungs * 255).astype(np.uint8)
+
+
+def _free(lungs: np.ndarray, rows: slice, cols: slice) -> bool:
+    """True when the box holds no lung pixel (with a margin of a few pixels)."""
+    margin = max(1, lungs.shape[0] // 64)
+    r0, r1 = max(rows.start - margin, 0), rows.stop + margin
+    c0, c1 = max(cols.start - margin, 0), cols.stop + margin
+    return not lungs[r0:r1, c0:c1].any()
+
+
+def burn_in(rng: np.random.Generator, image: np.ndarray, lungs: np.ndarray) -> None:
+    """Draw, in place and outside the lungs, what radiographs carry besides anatomy: a side marker (a bright
+    letter-like glyph), a white label with dark text strokes, and a collimator or film edge (a bright or black
+    band along one side). Each appears with its own probability; none touches the lung mask."""
+    n = image.shape[0]
+    if rng.random() < 0.6:  # side marker "L"/"R": a bright glyph near a top corner
+        h, w = int(n * rng.uniform(0.04, 0.07)), int(n * rng.uniform(0.03, 0.05))
+        r, c = int(n * rng.uniform(0.02, 0.12)), int(rng.choice([n * 0.03, n * 0.9]))
+        rows, cols = slice(r, r + h), slice(c, c + w)
+        if _free(lungs, rows, cols):
+            glyph = np.zeros((h, w), dtype=bool)
+            stroke = max(1, w // 4)
+            glyph[:, :stroke] = True  # an "L": the stem and the foot
+            glyph[-stroke:, :] = True
+            image[rows, cols][glyph] = np.uint8(rng.integers(220, 256))
+    if rng.random() < 0.4:  # a white label with dark text strokes ("PA ERECT", a date)
+        h, w = int(n * rng.uniform(0.04, 0.08)), int(n * rng.uniform(0.12, 0.25))
+        r = int(rng.choice([n * 0.02, n * 0.9]))
+        c = int(rng.uniform(0.02, 0.98) * (n - w))
+        rows, cols = slice(r, min(r + h, n)), slice(c, c + w)
+        if _free(lungs, rows, cols):
+            box = image[rows, cols]
+            box[...] = np.uint8(rng.integers(200, 256))
+            for x in range(1, box.shape[1] - 1, 3):  # character strokes
+                top, bottom = sorted(rng.integers(1, max(box.shape[0] - 1, 2), 2))
+                box[top : bottom + 1, x] = np.uint8(rng.integers(0, 60))
+    if rng.random() < 0.25:  # a collimator or film edge along one side: bright (film) or black (detector)
+        width = max(1, int(n * rng.uniform(0.01, 0.05)))
+        side = int(rng.integers(4))
+        band = [(slice(0, width), slice(0, n)), (slice(n - width, n), slice(0, n)),
+                (slice(0, n), slice(0, width)), (slice(0, n), slice(n - width, n))][side]  # fmt: skip
+        if _free(lungs, *band):
+            image[band] = np.uint8(rng.integers(225, 256) if rng.random() < 0.5 else rng.integers(0, 15))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -196,6 +251,7 @@ def write_chest_xray_phantom_dataset(
         )
     out_dir = Path(out_dir)
     params = {"seed": int(seed), "size": int(size), "num_per_class": int(num_per_class), "classes": classes}
+    params["generator_version"] = GENERATOR_VERSION
     if _dataset_is_complete(out_dir, params):
         logger.info("chest X-ray phantom dataset %s is already complete; nothing to do", out_dir)
         return out_dir
