@@ -204,7 +204,7 @@ def test_mask_inverts_to_the_input_grid(stripped_4mm):
 @pytest.mark.parametrize("mode", ["auto", "always"])
 def test_blank_image_names_the_file(mode):
     image = MetaTensor(torch.zeros(4, 16, 16, 16), affine=torch.eye(4), meta={"filename_or_obj": "/in/blank.nii"})
-    with pytest.raises(DataError, match=r"/in/blank\.nii: brain extraction: no non-constant reference channel"):
+    with pytest.raises(DataError, match=r"/in/blank\.nii: brain extraction: no sequence has any signal"):
         SkullStripd(keys="image", mode=mode)({"image": image})
 
 

@@ -43,6 +43,10 @@ def test_bad_inputs_name_the_file_and_the_problem():
         FillMissingSequences(SEQUENCES)(_image(3))
     with pytest.raises(ValueError, match="every channel is blank"):
         FillMissingSequences(SEQUENCES)(_image(4, value=0.0) * 0)
+    flair_blank = _image(2)
+    flair_blank[0] = 0  # the FLAIR file of a FLAIR + T1ce study holds nothing
+    with pytest.raises(ValueError, match=r"p.nii: the FLAIR image is blank \(every voxel 0\)"):
+        FillMissingSequences(SEQUENCES, SUFFIXES)(flair_blank, ["flair", "t1ce"])
     with pytest.raises(ValueError, match="named twice"):
         sequence_indices(["FLAIR", "flair"], SEQUENCES, SUFFIXES)
 

@@ -263,8 +263,8 @@ class SkullStrip(Transform):
                 if channel.numel() and bool(channel.max() > channel.min()):
                     return c
         raise DataError(
-            f"{_source_name(img)}: brain extraction: no non-constant reference channel among {self.reference} "
-            f"(shape {tuple(img.shape)})"
+            f"{_source_name(img)}: brain extraction: no sequence has any signal (every reference channel "
+            f"{self.reference} is constant; shape {tuple(img.shape)})"
         )
 
     def is_skull_stripped(self, img: NdarrayOrTensor) -> bool:

@@ -26,6 +26,8 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, RandomizableTransform, Transform
 from monai.utils import TransformBackends
 
+from pipelines.validation.errors import DataError
+
 __all__ = [
     "SEQUENCES_META_KEY",
     "FillMissingSequences",
@@ -127,29 +129,35 @@ class FillMissingSequences(Transform):
         source = _source_name(img)
         if present is None:  # every channel, in order: an all-zero one is a sequence the study lacks
             if img.shape[0] != len(self.sequences):
-                raise ValueError(
+                raise DataError(
                     f"{source}: {img.shape[0]} channel(s), but this bundle reads {len(self.sequences)} sequences "
                     f"{self.sequences}, in that order (a missing sequence is a channel of zeros)"
                 )
             used = _present(img)
             if not used:
-                raise ValueError(f"{source}: every channel is blank (all zero): no MRI sequence to segment")
+                raise DataError(f"{source}: every channel is blank (all zero): no MRI sequence to segment")
             if len(used) < len(self.sequences):
                 self._log_missing(source, used)
             return _with_meta(img, torch.as_tensor(img), _names(used, self.sequences))
         try:
             indices = sequence_indices(present, self.sequences, self.aliases)
         except ValueError as err:
-            raise ValueError(f"{source}: {err}") from None
+            raise DataError(f"{source}: {err}") from None
         if not indices:
-            raise ValueError(f"{source}: no MRI sequence given (this bundle reads {self.sequences})")
+            raise DataError(f"{source}: no MRI sequence given (this bundle reads {self.sequences})")
         if img.shape[0] != len(indices):
             named = [self.sequences[i] for i in indices]
-            raise ValueError(
+            raise DataError(
                 f"{source}: {img.shape[0]} channel(s) read but {len(indices)} sequence(s) named ({named}); "
                 f"a study with fewer sequences names them under 'sequences' in the datalist"
             )
         data = torch.as_tensor(img)
+        blank = [self.sequences[i] for channel, i in enumerate(indices) if not bool(data[channel].ne(0).any())]
+        if blank:  # a file given for a sequence but holding nothing: a failed export, not a missing sequence
+            raise DataError(
+                f"{source}: the {'+'.join(blank)} image{'s are' if len(blank) > 1 else ' is'} blank (every voxel 0); "
+                "remove the file to segment from the other sequences, or export it again"
+            )
         if indices == list(range(len(self.sequences))):
             out = data
         else:
@@ -213,7 +221,7 @@ class KeepSequences(Transform):
         if self.keep is None:
             return img
         if img.shape[0] != len(self.sequences):
-            raise ValueError(f"{_source_name(img)}: {img.shape[0]} channels, expected {len(self.sequences)}")
+            raise DataError(f"{_source_name(img)}: {img.shape[0]} channels, expected {len(self.sequences)}")
         out = torch.as_tensor(img).clone()
         for c in range(out.shape[0]):
             if c not in self.keep:
@@ -221,7 +229,7 @@ class KeepSequences(Transform):
         used = _present(out)
         if not used:  # the study lacks every sequence to keep: the network would see zeros only
             had = _names(_present(img), self.sequences) or "none"
-            raise ValueError(
+            raise DataError(
                 f"{_source_name(img)}: none of the sequences to keep ({_names(self.keep, self.sequences)}) is in "
                 f"the study (it has {had})"
             )
