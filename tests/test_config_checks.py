@@ -83,6 +83,16 @@ def test_wrong_types_are_all_reported_at_once(liver_train):
     assert isinstance(info.value, ValueError)
 
 
+def test_a_word_outside_its_choices_is_refused(liver_train):
+    with pytest.raises(ConfigOverrideError) as info:
+        check_overrides(liver_train, {"cascade_smoothing": "foo", "sw_precision": "fp64"})
+    assert info.value.problems == [
+        "cascade_smoothing='foo': must be one of median, mean",
+        "sw_precision='fp64': must be one of auto, fp32, bf16, fp16",
+    ]
+    assert check_overrides(liver_train, {"cascade_smoothing": "mean"}) == {"cascade_smoothing": "mean"}
+
+
 def test_an_id_of_another_stage_is_accepted_and_logged(caplog):
     train, inference = load_stage_config("liver", "train"), load_stage_config("liver", "inference")
     assert check_overrides([train, inference], {"input_path": "/data/ct"}) == {"input_path": "/data/ct"}

@@ -141,6 +141,16 @@ def _lookup(parsers: Sequence, id_: str) -> tuple[bool, Any]:
     return False, None
 
 
+CHOICES: dict[str, tuple] = {
+    "skull_strip": ("auto", "always", "never"),
+    "cascade_smoothing": ("median", "mean"),
+    "cascade_merge": ("gaps", "all", "none"),
+    "sw_precision": ("auto", "fp32", "bf16", "fp16"),
+    "architecture": ("unet", "resnet_unet"),
+}
+"""Ids whose value is one of a few words: an override outside them is refused before anything runs."""
+
+
 def check_overrides(
     parsers: Sequence,
     overrides: Mapping[str, Any],
@@ -152,7 +162,8 @@ def check_overrides(
 
     An id must be defined by one of ``parsers`` (``a#b`` reaches into nested items), or by one of ``elsewhere``
     (the workflow's other stages: one set of overrides may serve every stage; such an id is logged as unused);
-    an unknown id is reported with the closest known ids. A value must fit the type of the default: true/false
+    an unknown id is reported with the closest known ids. An id of :data:`CHOICES` takes one of its words. A
+    value must fit the type of the default: true/false
     for a bool, an integer for an int, a number for a float (``1e-4`` included), a list for a list, a mapping for a
     dict; a number given for a string becomes that string. Defaults that are expressions (``$...``, ``@...``) or
     null, and values that are, are not type-checked. ``new_ids`` are added as they are, unchecked.
@@ -173,6 +184,9 @@ def check_overrides(
     """
     problems, checked = [], {}
     for id_, value in overrides.items():
+        if id_ in CHOICES and value not in CHOICES[id_]:
+            problems.append(f"{id_}={value!r}: must be one of {', '.join(CHOICES[id_])}")
+            continue
         found, default = _lookup(parsers, id_)
         if not found:
             found, default = _lookup(elsewhere, id_)
