@@ -33,6 +33,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from pipelines.api import Segmenter  # noqa: E402
 from pipelines.cli.main import parse_overrides  # noqa: E402
 from pipelines.io.inputs import case_name  # noqa: E402
+from pipelines.validation.errors import find_data_error  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
 
@@ -200,7 +201,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as error:  # a real scan the models cannot take is a result, not a crash
             failed += 1
             name = item.get("id") or case_name(_first(item["image"]))
-            rows.append({"case": name, "error": f"{type(error).__name__}: {error}"[:300]})
+            cause = find_data_error(error)  # the input's own problem, not MONAI's "applying transform" wrapper
+            message = str(cause) if cause is not None else f"{type(error).__name__}: {error}"
+            rows.append({"case": name, "error": message[:300]})
     print(f"{args.workflow}: {len(items)} real case(s) from {datalist_path}, {failed} failed")
     for row in rows:
         if "error" in row:
