@@ -90,6 +90,32 @@ def test_inputs_drop_and_record_the_bad_cases(folder):
     assert "empty" in failed["empty"]["error"] and failed["empty"]["stage"] == "input check"
 
 
+def test_sequences_on_different_grids_are_refused_before_loading(tmp_path):
+    """Raw clinical series are not co-registered: each sequence on its own grid is one line, not MONAI's error."""
+    import nibabel as nib
+    import numpy as np
+
+    patient = tmp_path / "studies" / "p1"
+    patient.mkdir(parents=True)
+    volume = np.ones((10, 12, 6), np.float32)
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), patient / "p1_flair.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((12, 12, 6), np.float32), np.eye(4)), patient / "p1_t2.nii.gz")
+    report = FailureReport()
+    assert inference_inputs(tmp_path / "studies", report, sequences=["flair", "t1", "t1ce", "t2"],
+                            allow_missing_sequences=True) == []  # fmt: skip
+    (failure,) = report.failures
+    assert (
+        "p1_t2.nii.gz: not on the grid of p1_flair.nii.gz (shape (12, 12, 6) against (10, 12, 6))" in failure["error"]
+    )
+    nib.save(nib.Nifti1Image(volume, np.diag([1.0, 1.0, 2.0, 1.0])), patient / "p1_t2.nii.gz")
+    report = FailureReport()
+    inference_inputs(tmp_path / "studies", report, sequences=["flair", "t2"], allow_missing_sequences=True)
+    assert "spacing" in report.failures[0]["error"]
+    nib.save(nib.Nifti1Image(volume, np.eye(4)), patient / "p1_t2.nii.gz")
+    report = FailureReport()
+    assert len(inference_inputs(tmp_path / "studies", report, sequences=["flair", "t2"])) == 1 and not report.failures
+
+
 def test_inputs_reading_voxels_catch_truncated_data(folder):
     report = FailureReport()
     good = inference_inputs(folder, report, check_intensity=True)

@@ -31,7 +31,7 @@ from pipelines.io.atomic import write_json_atomic
 from pipelines.io.inputs import case_name, is_dicom_series_dir, list_inference_inputs
 from pipelines.validation.errors import DataError, find_data_error
 from pipelines.validation.path_safety import as_bool, resolve_inside
-from pipelines.validation.volume_checks import check_volume
+from pipelines.validation.volume_checks import check_volume, sequence_grid_problems
 
 __all__ = [
     "FAILED_KEY",
@@ -224,6 +224,8 @@ def inference_inputs(
                     problems += err.problems
                     continue
             problems += check_volume(path, expect_ndim=expect_ndim, check_intensity=check_intensity)
+        if len(files) > 1 and not problems:  # one study, one file per sequence: one grid
+            problems += sequence_grid_problems(files, expect_ndim=expect_ndim)
         return problems
 
     return checked_inputs(items, check, failures)

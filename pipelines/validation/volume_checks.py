@@ -24,6 +24,7 @@ __all__ = [
     "check_pair",
     "canonical_grid",
     "same_grid",
+    "sequence_grid_problems",
 ]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -357,6 +358,32 @@ def same_grid(affine_a, shape_a: Sequence[int], affine_b, shape_b: Sequence[int]
         return tuple(shape_a) == tuple(shape_b) and np.allclose(affine_a, affine_b, rtol=0, atol=atol)
     (ca, sa), (cb, sb) = canonical_grid(affine_a, shape_a), canonical_grid(affine_b, shape_b)
     return sa == sb and tuple(shape_a[3:]) == tuple(shape_b[3:]) and np.allclose(ca, cb, rtol=0, atol=atol)
+
+
+def sequence_grid_problems(paths: Sequence[str | os.PathLike], atol: float = 1e-3, expect_ndim: int = 3) -> list[str]:
+    """Problems of the sequences of one multi-sequence study (one file each) not sharing one grid: every file is
+    compared with the first (headers only). Files that cannot be read are left to :func:`check_volume`."""
+    volumes = []
+    for path in paths:
+        _, volume = _inspect(path, expect_ndim, read_data=False, keep_data=False)
+        volumes.append((Path(path), volume))
+    (first, ref), problems = volumes[0], []
+    for path, volume in volumes[1:]:
+        if ref is None or volume is None or ref.affine is None or volume.affine is None:
+            continue
+        if same_grid(ref.affine, ref.shape, volume.affine, volume.shape, atol):
+            continue
+        if ref.shape != volume.shape:
+            how = f"shape {volume.shape} against {ref.shape}"
+        elif not np.allclose(ref.spacing, volume.spacing, rtol=0, atol=atol):
+            how = f"spacing {_fmt(volume.spacing)} against {_fmt(ref.spacing)}"
+        else:
+            how = f"origin/direction differ by up to {float(np.abs(ref.affine - volume.affine).max()):.4g} mm"
+        problems.append(
+            f"{path}: not on the grid of {first.name} ({how}): the sequences of a study must be co-registered on "
+            "one grid; register them first"
+        )
+    return problems
 
 
 def _geometry_problems(image_path, label_path, image: _Volume, label: _Volume, atol: float) -> list[str]:
