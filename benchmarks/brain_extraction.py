@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         "recentre": args.recentre,
         "fractional_threshold": args.fractional_threshold,
     }
+    from pipelines.evaluation.metrics import mask_dice
     from transforms.brain_extraction import SkullStrip
 
     rule = SkullStrip()
@@ -180,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         row = _in_child(prepare, *case)
         row.update(_in_child(_extract, row["t1"], row["voxel"], options))
         mask, truth = row.pop("mask"), row.pop("truth")
-        row["dice"] = 2.0 * float((mask & truth).sum()) / float(mask.sum() + truth.sum())
+        row["dice"] = mask_dice(mask, truth)
         row["spacing"], row["shape"] = float(row["voxel"][0]), tuple(truth.shape)
         rows.append(row)
         figures = "; ".join(

@@ -32,14 +32,10 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from pipelines.api import Segmenter  # noqa: E402
 from pipelines.cli.main import parse_overrides  # noqa: E402
+from pipelines.evaluation.metrics import mask_dice  # noqa: E402
 from pipelines.io.inputs import case_name  # noqa: E402
 from pipelines.validation.errors import find_data_error  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
-
-
-def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    total = int(pred.sum()) + int(truth.sum())
-    return float("nan") if total == 0 else 2.0 * int((pred & truth).sum()) / total
 
 
 def _label_on_grid(label_path: str, reference) -> np.ndarray:
@@ -91,10 +87,10 @@ def run_case(
             truth = _label_on_grid(item["label"], pred)
             for name, value in zip(class_names[1:], values[1:], strict=True):
                 if (truth == value).any():
-                    row[f"{mode}_{name}_dice"] = _dice(mask == value, truth == value)
+                    row[f"{mode}_{name}_dice"] = mask_dice(mask == value, truth == value)
             for name, region in (regions or {}).items():
                 if np.isin(truth, region).any():
-                    row[f"{mode}_{name}_dice"] = _dice(np.isin(mask, region), np.isin(truth, region))
+                    row[f"{mode}_{name}_dice"] = mask_dice(np.isin(mask, region), np.isin(truth, region))
             row["label_extent"] = _extent(truth > 0)
             # labelled slices where this mode predicts nothing: for the cascade, mostly slices the gate dropped
             labelled = (truth > 0).any(axis=(0, 1))
@@ -142,7 +138,7 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
                 row["class_probabilities"] = {k[5:]: float(v) for k, v in predicted.items() if k.startswith("prob_")}
             if item.get("label"):
                 truth = np.asarray(Image.open(item["label"]).convert("L")) >= 128
-                row["lung_dice"] = _dice(pred, truth)
+                row["lung_dice"] = mask_dice(pred, truth)
             rows.append(row)
     failed = sum("error" in r for r in rows)
     print(f"{workflow}: {len(items)} real radiograph(s) from {datalist_path}, {failed} failed")

@@ -39,16 +39,11 @@ from monai.data import load_decathlon_datalist  # noqa: E402
 
 from pipelines.api import load_weights  # noqa: E402
 from pipelines.cli.main import parse_overrides  # noqa: E402
+from pipelines.evaluation.metrics import mask_dice  # noqa: E402
 from pipelines.io.inputs import case_name  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
 DEFAULT_SUBSETS = ("FLAIR+T1+T1ce+T2", "FLAIR+T1ce", "FLAIR", "T1ce")
-
-
-def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two boolean masks; NaN when both are empty (the region is absent and not predicted)."""
-    total = pred.sum() + truth.sum()
-    return float(2.0 * (pred & truth).sum() / total) if total else float("nan")
 
 
 def _with_heads(items: list[dict], suffixes: list[str], folder: Path) -> list[dict]:
@@ -124,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"case": case_name(item["image"][0]), "subset": subset}
                 row["brain_extraction"] = data["image"].meta.get("brain_extraction")
                 for region, classes in regions.items():
-                    row[region] = _dice(np.isin(pred, classes), np.isin(label, classes))
+                    row[region] = mask_dice(np.isin(pred, classes), np.isin(label, classes))
                 rows.append(row)
             seconds[subset] = time.perf_counter() - start
     scratch.cleanup()

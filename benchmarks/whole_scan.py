@@ -202,9 +202,9 @@ def _dice_of_files(a: Path, b: Path) -> float:
     import nibabel as nib
     import numpy as np
 
-    x, y = np.asarray(nib.load(a).dataobj) > 0, np.asarray(nib.load(b).dataobj) > 0
-    total = int(x.sum()) + int(y.sum())
-    return float("nan") if total == 0 else 2.0 * int((x & y).sum()) / total
+    from pipelines.evaluation.metrics import mask_dice
+
+    return mask_dice(np.asarray(nib.load(a).dataobj) > 0, np.asarray(nib.load(b).dataobj) > 0)
 
 
 def main(argv: list[str] | None = None) -> int:

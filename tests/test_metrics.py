@@ -1,5 +1,6 @@
 """Tests of pipelines.evaluation.metrics: per-class Dice handlers and the spacing-aware HD95."""
 
+import numpy as np
 import pytest
 import torch
 from monai.data import MetaTensor
@@ -9,6 +10,7 @@ from pipelines.evaluation.metrics import (
     SpacingAwareHausdorffDistanceMetric,
     class_dice_handlers,
     class_output_transform,
+    mask_dice,
     region_dice_handlers,
     region_output_transform,
 )
@@ -97,3 +99,12 @@ def test_quiet_metrics_saver_writes_nan_summaries_without_numpy_warnings(tmp_pat
     rows = (tmp_path / "test_hd95_mm_summary.csv").read_text().splitlines()
     assert rows[0].startswith("class,mean") and rows[1].startswith("class0,12.5")
     assert np.isnan(float(rows[2].split(",")[1]))  # class1 mean
+
+
+def test_mask_dice_of_two_masks_and_of_two_empty_ones():
+    a = np.zeros((4, 5), bool)
+    b = np.zeros((4, 5), bool)
+    a[:2], b[1:3] = True, True  # 10 and 10 pixels, 5 shared
+    assert mask_dice(a, b) == 0.5
+    assert mask_dice(a, a) == 1.0 and mask_dice(a, ~a) == 0.0
+    assert np.isnan(mask_dice(np.zeros(3, bool), np.zeros(3, bool)))  # absent and not predicted

@@ -1,5 +1,6 @@
-"""Segmentation metrics that need more than MONAI's defaults: Hausdorff distance in millimetres, and a metrics saver
-that keeps numpy's warnings about classes without any value out of the console."""
+"""Segmentation metrics that need more than MONAI's defaults: Hausdorff distance in millimetres, a metrics saver
+that keeps numpy's warnings about classes without any value out of the console, and the Dice of two masks for
+the benchmarks."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from monai.data import MetaTensor
 from monai.handlers import IgniteMetricHandler, MetricsSaver
@@ -21,6 +23,7 @@ __all__ = [
     "class_dice_handlers",
     "region_output_transform",
     "region_dice_handlers",
+    "mask_dice",
 ]
 
 
@@ -173,3 +176,11 @@ def region_dice_handlers(
             include_background=True, output_transform=region_output_transform(indices, keys)
         )
     return handlers
+
+
+def mask_dice(pred, truth) -> float:
+    """Dice of two boolean masks of one shape (numpy arrays); NaN when both are empty: nothing to find and nothing
+    found, which the means skip."""
+    pred, truth = np.asarray(pred, dtype=bool), np.asarray(truth, dtype=bool)
+    total = int(pred.sum()) + int(truth.sum())
+    return float("nan") if total == 0 else 2.0 * int((pred & truth).sum()) / total
