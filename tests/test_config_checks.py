@@ -87,7 +87,7 @@ def test_a_word_outside_its_choices_is_refused(liver_train):
     with pytest.raises(ConfigOverrideError) as info:
         check_overrides(liver_train, {"cascade_smoothing": "foo", "sw_precision": "fp64"})
     assert info.value.problems == [
-        "cascade_smoothing='foo': must be one of median, mean",
+        "cascade_smoothing='foo': must be one of mean, median",
         "sw_precision='fp64': must be one of auto, fp32, bf16, fp16",
     ]
     assert check_overrides(liver_train, {"cascade_smoothing": "mean"}) == {"cascade_smoothing": "mean"}

@@ -14,6 +14,7 @@ workflow's bundle
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 import logging
 import os
@@ -141,14 +142,20 @@ def _lookup(parsers: Sequence, id_: str) -> tuple[bool, Any]:
     return False, None
 
 
-CHOICES: dict[str, tuple] = {
-    "skull_strip": ("auto", "always", "never"),
-    "cascade_smoothing": ("median", "mean"),
-    "cascade_merge": ("gaps", "all", "none"),
-    "sw_precision": ("auto", "fp32", "bf16", "fp16"),
-    "architecture": ("unet", "resnet_unet"),
+CHOICES: dict[str, tuple[str, str]] = {
+    "skull_strip": ("transforms.brain_extraction", "MODES"),
+    "cascade_smoothing": ("pipelines.inference.slabs", "SMOOTHING_METHODS"),
+    "cascade_merge": ("pipelines.inference.slabs", "MERGE_MODES"),
+    "sw_precision": ("pipelines.inference.fast_inference", "PRECISIONS"),
+    "architecture": ("pipelines.models.segmenters", "ARCHITECTURES"),
 }
-"""Ids whose value is one of a few words: an override outside them is refused before anything runs."""
+"""Ids whose value is one of a few words, and where those words are defined (module, constant): an override
+outside them is refused before anything runs. The module is imported only when the id is overridden."""
+
+
+def _choices(id_: str) -> tuple:
+    module, name = CHOICES[id_]
+    return tuple(getattr(importlib.import_module(module), name))
 
 
 def check_overrides(
@@ -184,8 +191,8 @@ def check_overrides(
     """
     problems, checked = [], {}
     for id_, value in overrides.items():
-        if id_ in CHOICES and value not in CHOICES[id_]:
-            problems.append(f"{id_}={value!r}: must be one of {', '.join(CHOICES[id_])}")
+        if id_ in CHOICES and value not in _choices(id_):
+            problems.append(f"{id_}={value!r}: must be one of {', '.join(_choices(id_))}")
             continue
         found, default = _lookup(parsers, id_)
         if not found:
