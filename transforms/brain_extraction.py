@@ -52,6 +52,7 @@ from monai.utils import TransformBackends
 from scipy import ndimage
 
 from pipelines.validation.errors import DataError
+from transforms.sequences import source_file_name
 
 __all__ = [
     "BRAIN_EXTRACTION_META_KEY",
@@ -70,14 +71,6 @@ BRAIN_EXTRACTION_META_KEY = "brain_extraction"
 ``"skull-stripped input"`` (auto mode found the input stripped) or ``"off"`` (mode ``"never"``)."""
 MODES = ("auto", "always", "never")
 DEFAULT_REFERENCE = ("T1", "FLAIR", "T2", "T1ce")
-
-
-def _source_name(img: NdarrayOrTensor) -> str:
-    """The file an image was read from, for messages (the first file of a multi-file image)."""
-    name = img.meta.get("filename_or_obj") if isinstance(img, MetaTensor) else None
-    if isinstance(name, (list, tuple)):
-        name = name[0] if name else None
-    return str(name) if name else "image"
 
 
 def _spacing(img: NdarrayOrTensor) -> np.ndarray:
@@ -263,7 +256,7 @@ class SkullStrip(Transform):
                 if channel.numel() and bool(channel.max() > channel.min()):
                     return c
         raise DataError(
-            f"{_source_name(img)}: brain extraction: no sequence has any signal (every reference channel "
+            f"{source_file_name(img)}: brain extraction: no sequence has any signal (every reference channel "
             f"{self.reference} is constant; shape {tuple(img.shape)})"
         )
 
@@ -302,15 +295,15 @@ class SkullStrip(Transform):
         fraction = float(mask.mean())
         if brain_ml < self.min_brain_ml:
             raise DataError(
-                f"{_source_name(img)}: brain extraction found no brain in channel {c}: a mask of {brain_ml:.0f} mL "
+                f"{source_file_name(img)}: brain extraction found no brain in channel {c}: a mask of {brain_ml:.0f} mL "
                 f"(less than {self.min_brain_ml:g} mL)"
             )
         if fraction > self.max_mask_fraction:
             raise DataError(
-                f"{_source_name(img)}: brain extraction found no brain in channel {c}: the mask covers "
+                f"{source_file_name(img)}: brain extraction found no brain in channel {c}: the mask covers "
                 f"{100 * fraction:.0f}% of the volume (more than {100 * self.max_mask_fraction:.0f}%)"
             )
-        logger.info("%s: brain extracted on channel %d: %.0f mL", _source_name(img), c, brain_ml)
+        logger.info("%s: brain extracted on channel %d: %.0f mL", source_file_name(img), c, brain_ml)
         return mask
 
     def strip(self, img: NdarrayOrTensor) -> tuple[NdarrayOrTensor, NdarrayOrTensor]:

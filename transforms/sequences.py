@@ -37,6 +37,7 @@ __all__ = [
     "RandDropSequences",
     "RandDropSequencesd",
     "sequence_indices",
+    "source_file_name",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ SEQUENCES_META_KEY = "sequences_used"
 """Metadata key of the image (a MetaTensor) naming the sequences it holds, joined by ``"+"`` (``"FLAIR+T1ce"``)."""
 
 
-def _source_name(img: NdarrayOrTensor) -> str:
+def source_file_name(img: NdarrayOrTensor) -> str:
     """The file an image was read from, for messages (the first file of a multi-file image)."""
     name = img.meta.get("filename_or_obj") if isinstance(img, MetaTensor) else None
     if isinstance(name, (list, tuple)):
@@ -126,7 +127,7 @@ class FillMissingSequences(Transform):
         self.aliases = list(aliases) if aliases else None
 
     def __call__(self, img: NdarrayOrTensor, present: Sequence[str] | str | None = None) -> NdarrayOrTensor:
-        source = _source_name(img)
+        source = source_file_name(img)
         if present is None:  # every channel, in order: an all-zero one is a sequence the study lacks
             if img.shape[0] != len(self.sequences):
                 raise DataError(
@@ -221,7 +222,7 @@ class KeepSequences(Transform):
         if self.keep is None:
             return img
         if img.shape[0] != len(self.sequences):
-            raise DataError(f"{_source_name(img)}: {img.shape[0]} channels, expected {len(self.sequences)}")
+            raise DataError(f"{source_file_name(img)}: {img.shape[0]} channels, expected {len(self.sequences)}")
         out = torch.as_tensor(img).clone()
         for c in range(out.shape[0]):
             if c not in self.keep:
@@ -230,7 +231,7 @@ class KeepSequences(Transform):
         if not used:  # the study lacks every sequence to keep: the network would see zeros only
             had = _names(_present(img), self.sequences) or "none"
             raise DataError(
-                f"{_source_name(img)}: none of the sequences to keep ({_names(self.keep, self.sequences)}) is in "
+                f"{source_file_name(img)}: none of the sequences to keep ({_names(self.keep, self.sequences)}) is in "
                 f"the study (it has {had})"
             )
         return _with_meta(img, out, _names(used, self.sequences))
