@@ -38,7 +38,7 @@ from pipelines.validation.errors import find_data_error  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
 
-def _label_on_grid(label_path: str, reference) -> np.ndarray:
+def label_on_grid(label_path: str, reference) -> np.ndarray:
     """The label's values on the grid of ``reference`` (the prediction, on the scan's grid), its axes reordered when
     the label file stores them in another order (:func:`pipelines.validation.volume_checks.same_grid`)."""
     import nibabel as nib
@@ -84,7 +84,7 @@ def run_case(
             row["kept_fraction"] = report["slices_kept"] / max(report["num_slices"], 1)
         row[f"{mode}_extent"] = _extent(mask > 0)
         if item.get("label"):
-            truth = _label_on_grid(item["label"], pred)
+            truth = label_on_grid(item["label"], pred)
             for name, value in zip(class_names[1:], values[1:], strict=True):
                 if (truth == value).any():
                     row[f"{mode}_{name}_dice"] = mask_dice(mask == value, truth == value)

@@ -1,4 +1,5 @@
-"""Python API: segment a CT volume given as a file, a DICOM folder, a nibabel image or an array with its affine.
+"""Python API: segment a CT or MR volume given as a file, a DICOM folder, a nibabel image or an array with its affine,
+and a radiograph given as a file.
 
     from pipelines.api import Segmenter
     segment = Segmenter("liver")                      # the bundle's trained models, cascade on
@@ -7,8 +8,12 @@
     mask = Segmenter("brain")([flair, t1ce], sequences=["FLAIR", "T1ce"])   # a study with two sequences
     print(segment.last_report)                        # the cascade's report: slabs, seconds, voxels segmented
 
+    xray = RadiographSegmenter()                      # the chest X-ray models of the lung bundle
+    lungs = xray("cxr.png")                           # MetaTensor (1, width, height), uint8 0/1, the input's size
+    print(xray.last_classification)                   # {"predicted_class": "Normal", "probabilities": {...}}
+
 It runs the same config ids as ``inference.yaml`` (preprocessing, cascade inferer, ``prediction_postprocessing``,
-``prediction_mapping``), minus the file writing.
+``prediction_mapping``), minus the file writing; :class:`RadiographSegmenter` those of ``inference_xray.yaml``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
 from pipelines.inference.cascade import input_facts
 from pipelines.workflows import get_workflow
 
-__all__ = ["Segmenter", "load_weights"]
+__all__ = ["Segmenter", "RadiographSegmenter", "load_weights"]
 
 
 def load_weights(network: torch.nn.Module, path: str) -> torch.nn.Module:
@@ -104,3 +109,74 @@ class Segmenter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(device={self.device}, cascade={self.inferer.enabled})"
+
+
+class RadiographSegmenter:
+    """The chest X-ray workflow's lung segmenter, and optionally its radiograph classifier, callable on one file.
+
+    It runs the config ids of ``inference_xray.yaml``: the radiograph reader (PNG/JPEG/TIFF, DICOM CR/DX), the
+    aspect-keeping resize, the 2D U-Net, ``Invertd`` back to the input's size and the lung post-processing; the
+    classifier reads the same file through ``classifier_preprocessing_transforms``.
+
+    Args:
+        workflow: a 2D workflow of ``pipelines.workflows.WORKFLOWS`` (``chest_xray``).
+        classify: also run the classifier (needs its checkpoint); :attr:`last_classification` then holds its answer.
+        **overrides: config ids to override (``ckpt_dir``, ``device``, ``allow_lateral_views``...).
+    """
+
+    def __init__(self, workflow: str = "chest_xray", classify: bool = True, **overrides) -> None:
+        parser = get_workflow(workflow).config_parser("inference", overrides)
+        if parser.get("network_def#spatial_dims") != 2:
+            raise ValueError(f"{workflow} is not a radiograph workflow; segment volumes with Segmenter({workflow!r})")
+        self.device = parser.get_parsed_content("device")
+        self.network = load_weights(parser.get_parsed_content("network"), parser.get_parsed_content("ckpt_path"))
+        self.inferer = parser.get_parsed_content("inferer")
+        self.preprocessing = parser.get_parsed_content("preprocessing")  # the instance that Invertd undoes
+        writers = ("SaveImaged",)  # the stage writes masks to files; here they are returned
+        steps = parser.get_parsed_content("postprocessing").transforms
+        self.postprocessing = Compose([t for t in steps if not type(t).__name__.endswith(writers)])
+        self.classifier = None
+        if classify:
+            self.classifier = load_weights(
+                parser.get_parsed_content("classifier_network"), parser.get_parsed_content("classifier_ckpt_path")
+            )
+            self.class_names = [str(c) for c in parser.get_parsed_content("classifier_class_names")]
+            self.classifier_preprocessing = Compose(parser.get_parsed_content("classifier_preprocessing_transforms"))
+        self.last_classification: dict | None = None
+
+    @torch.inference_mode()
+    def classify(self, path: str | os.PathLike) -> dict:
+        """The classifier's answer for one radiograph: ``{"predicted_class": name, "probabilities": {name: p}}``."""
+        if self.classifier is None:
+            raise ValueError("this RadiographSegmenter was made with classify=False")
+        image = self.classifier_preprocessing({"image": str(path)})["image"]
+        logits = self.classifier(image[None].to(self.device).as_tensor())
+        probabilities = torch.softmax(logits.float().flatten(), dim=0).cpu().tolist()
+        if len(probabilities) != len(self.class_names):
+            raise ValueError(
+                f"the classifier gives {len(probabilities)} scores for {len(self.class_names)} classes "
+                f"({self.class_names}): set classifier_class_names to the classes it was trained on"
+            )
+        best = max(range(len(probabilities)), key=probabilities.__getitem__)
+        return {
+            "predicted_class": self.class_names[best],
+            "probabilities": {c: round(p, 6) for c, p in zip(self.class_names, probabilities, strict=True)},
+        }
+
+    @torch.inference_mode()
+    def __call__(self, path: str | os.PathLike) -> MetaTensor:
+        """Segment the lungs of the radiograph file ``path``; returns a uint8 mask ``(1, width, height)`` (1: lung)
+        at the file's own size (the layout of ``PILReader``: the numpy image transposed). The classifier's answer,
+        when it runs, goes to :attr:`last_classification`.
+
+        Raises:
+            DataError: when the file is no frontal grey radiograph the reader takes, naming it and the problem.
+        """
+        data = self.preprocessing({"image": str(path)})
+        data["pred"] = self.inferer(data["image"][None].to(self.device), self.network)[0]
+        pred = self.postprocessing(data)["pred"]
+        self.last_classification = self.classify(path) if self.classifier is not None else None
+        return pred.to(torch.uint8)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(device={self.device}, classify={self.classifier is not None})"

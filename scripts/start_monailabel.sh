@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Serve this repo's bundles to 3D Slicer: a MONAI Label server (apps/radcascade_label) on a folder of studies.
-#   bash scripts/start_monailabel.sh /path/to/studies                       # liver, lung, brain on 127.0.0.1:8000
+#   bash scripts/start_monailabel.sh /path/to/studies                       # every workflow on 127.0.0.1:8000
 #   bash scripts/start_monailabel.sh /path/to/studies --conf models liver  # any further monailabel option
-# The studies folder holds NIfTI (.nii, .nii.gz) or NRRD images; labels are saved in its labels/ subfolder.
+# The studies folder holds NIfTI (.nii, .nii.gz) or NRRD volumes, or radiographs (PNG, JPEG, TIFF, .dcm) for
+# --conf models chest_xray; labels are saved in its labels/ subfolder.
 # MONAILABEL_HOST / MONAILABEL_PORT change the address; the environment comes from scripts/setup_monailabel_env.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"

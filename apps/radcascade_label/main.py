@@ -3,7 +3,8 @@
 Start it with ``scripts/start_monailabel.sh /path/to/studies`` (see ``docs/monailabel.md``). Options, as
 ``--conf KEY VALUE`` (all optional):
 
-    models            liver,lung,...  workflows to serve (default: every 3D workflow of pipelines.workflows)
+    models            liver,lung,...  workflows to serve (default: every workflow of pipelines.workflows with an
+                                      inference stage: liver, lung, brain, chest_xray)
     ckpt_root         DIR             DIR/<workflow>/model.pt, classifier.pt (default: bundles/<bundle>/models)
     output_root       DIR             training runs: DIR/<workflow>/ (default: runs/monailabel)
     overrides         JSON            bundle config ids for every stage, e.g. '{"pixdim": [4, 4, 6]}'
@@ -12,7 +13,9 @@ Start it with ``scripts/start_monailabel.sh /path/to/studies`` (see ``docs/monai
     train_classifier  true | false    Train also trains the slice classifier (true)
     skip_trainers     true | false    serve inference only (false)
 
-Each workflow ``w`` gives the infer models ``w`` (the cascade) and ``w_full``, and the trainer ``w``.
+Each 3D workflow ``w`` gives the infer models ``w`` (the cascade) and ``w_full``, and the trainer ``w``. The chest
+X-ray workflow gives the 2D infer model ``chest_xray`` (lung mask and radiograph class), without a trainer; its
+radiographs are PNG, JPEG, TIFF or DICOM (``*.dcm``) files in the studies folder.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import os
 
 from fastapi import HTTPException
 from lib.bundles import AppConf, BundleInfo
-from lib.infers import BundleSegmentation
+from lib.infers import BundleSegmentation, RadiographSegmentation
 from lib.request_checks import RequestProblem, check_model_name, check_uploaded_image
 from lib.trainers import BundleTrainer
 from monailabel.config import settings
@@ -40,15 +43,23 @@ from pipelines.validation.path_safety import as_bool
 logger = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
+RADIOGRAPH_EXTENSIONS = ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.dcm")
+"""Datastore files of a server that serves the chest X-ray workflow, beside MONAI Label's defaults."""
 
 
 class CheckedLocalDatastore(LocalDatastore):
     """MONAI Label's local datastore (the studies folder) that refuses uploads which are no readable image, with an
-    HTTP 415 or 422 and a one-line reason, instead of storing them for a later request to fail on."""
+    HTTP 415 or 422 and a one-line reason, instead of storing them for a later request to fail on. With
+    ``radiographs``, single radiograph files (PNG, JPEG, TIFF, DICOM) are taken as well."""
+
+    def __init__(self, *args, radiographs: bool = False, **kwargs) -> None:
+        self.radiographs = radiographs
+        super().__init__(*args, **kwargs)
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict) -> str:
+        shown = f"upload {image_id or os.path.basename(image_filename)!r}"
         try:
-            check_uploaded_image(image_filename, shown=f"upload {image_id or os.path.basename(image_filename)!r}")
+            check_uploaded_image(image_filename, shown=shown, radiographs=self.radiographs)
         except RequestProblem as problem:
             raise HTTPException(status_code=problem.status, detail=problem.reason) from None
         return super().add_image(image_id, image_filename, image_info)
@@ -75,9 +86,14 @@ class RadcascadeApp(MONAILabelApp):
     def init_datastore(self) -> Datastore:
         if self.studies.startswith(("http://", "https://")):  # DICOMweb, XNAT, DSA: MONAI Label's own
             return super().init_datastore()
+        radiographs = any(bundle.dimension == 2 for bundle in self.bundles.values())
+        extensions = list(settings.MONAI_LABEL_DATASTORE_FILE_EXT)
+        if radiographs:
+            extensions += [e for e in RADIOGRAPH_EXTENSIONS if e not in extensions]
         return CheckedLocalDatastore(
             self.studies,
-            extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+            radiographs=radiographs,
+            extensions=extensions,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
             read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
         )
@@ -102,6 +118,9 @@ class RadcascadeApp(MONAILabelApp):
     def init_infers(self) -> dict[str, InferTask]:
         infers: dict[str, InferTask] = {}
         for name, bundle in self.bundles.items():
+            if bundle.dimension == 2:  # radiographs: no cascade, one model
+                infers[name] = RadiographSegmentation(bundle, self.app_conf)
+                continue
             infers[name] = BundleSegmentation(bundle, self.app_conf, use_cascade=True)
             if self.app_conf.full_models:
                 infers[f"{name}_full"] = BundleSegmentation(bundle, self.app_conf, use_cascade=False)
@@ -110,7 +129,13 @@ class RadcascadeApp(MONAILabelApp):
     def init_trainers(self) -> dict[str, TrainTask]:
         if as_bool(self.conf.get("skip_trainers", "false"), "--conf skip_trainers"):
             return {}
-        return {name: BundleTrainer(bundle, self.app_conf) for name, bundle in self.bundles.items()}
+        trainers = {}
+        for name, bundle in self.bundles.items():
+            if bundle.dimension == 2:
+                logger.info("%s: inference only here; train it with radcascade run %s train", name, name)
+                continue
+            trainers[name] = BundleTrainer(bundle, self.app_conf)
+        return trainers
 
     def init_strategies(self) -> dict[str, Strategy]:
         return {"random": Random(), "first": First()}

@@ -190,13 +190,15 @@ def _decode_dicom(path: Path, ds) -> np.ndarray:
         syntax = file_meta.get("TransferSyntaxUID", None) if file_meta is not None else None
         hint = ""
         if syntax is not None and syntax.is_compressed:
-            from pydicom.pixels import get_decoder
-
             try:
-                decoder = get_decoder(syntax)
+                from pydicom.pixels import get_decoder  # pydicom 3
+            except ImportError:  # pydicom 2 (the MONAI Label environment): its error message says it already
+                get_decoder = None
+            try:
+                decoder = get_decoder(syntax) if get_decoder is not None else None
             except NotImplementedError:
                 decoder = None
-            if decoder is None or not decoder.is_available:
+            if get_decoder is not None and (decoder is None or not decoder.is_available):
                 missing = "; ".join(decoder.missing_dependencies) if decoder is not None else "no decoder in pydicom"
                 hint = f" (no decoder installed: {missing})"
         name = getattr(syntax, "name", "unknown transfer syntax")
@@ -213,8 +215,18 @@ def _read_dicom(path: Path, *, is_mask: bool, allow_lateral: bool, **colour: flo
         raise DataError(f"{path}: damaged DICOM: {short_error(error)}") from error
 
 
+def _lut_functions():
+    """pydicom's ``apply_color_lut``, ``apply_modality_lut`` and ``apply_voi_lut``: in ``pydicom.pixels`` since
+    pydicom 3, in ``pydicom.pixel_data_handlers.util`` before (pydicom 2.4, which MONAI Label's environment pins)."""
+    try:
+        from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+    except ImportError:
+        from pydicom.pixel_data_handlers.util import apply_color_lut, apply_modality_lut, apply_voi_lut
+    return apply_color_lut, apply_modality_lut, apply_voi_lut
+
+
 def _dicom_grey_levels(path: Path, ds, *, is_mask: bool, allow_lateral: bool, **colour: float):
-    from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
+    apply_color_lut, apply_modality_lut, apply_voi_lut = _lut_functions()
 
     problems = _dicom_problems(path, ds, is_mask=is_mask, allow_lateral=allow_lateral)
     if problems:

@@ -16,6 +16,7 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
 from data_manifests.chest_xray import build_chest_xray_datalist
+from pipelines.api import RadiographSegmenter
 from pipelines.phantoms.chest_xray import write_chest_xray_phantom_dataset
 from pipelines.validation.errors import find_data_error
 from pipelines.workflows import STAGE_TYPES, get_workflow
@@ -246,6 +247,32 @@ def test_inference_reads_dicom_and_16_bit_png_as_the_same_radiograph(trained_seg
     assert mask.shape == (64, 48)
     np.testing.assert_allclose(mask.header.get_zooms()[:2], (0.15, 0.2))
     np.testing.assert_array_equal(np.asarray(mask.dataobj).T * 255, masks["IM0001"])
+
+
+def test_radiograph_segmenter_gives_the_stage_mask_and_classification(trained_segmenter, trained_classifier, tmp_path):
+    """The Python API (``pipelines.api.RadiographSegmenter``, which MONAI Label serves) runs the stage's own config
+    ids: on a 70 x 50 radiograph its mask is the inference stage's PNG mask, value for value, and its classification
+    the stage's classification.csv row."""
+    source = Path(trained_segmenter["dataset_dir"]) / _test_entries(trained_segmenter)[0]["image"]
+    image = tmp_path / "wide.png"
+    Image.open(source).convert("L").resize((70, 50)).save(image)
+    out = tmp_path / "infer"
+    run_xray_stage("inference", {**trained_segmenter, "input_path": str(image), "output_dir": str(out)})
+    stage_mask = np.asarray(Image.open(out / "predictions" / "wide_mask.png"))
+    with open(out / "predictions" / "classification.csv") as handle:
+        (row,) = list(csv.DictReader(handle))
+
+    ids = {k: v for k, v in trained_segmenter.items() if k not in ("max_epochs", "batch_size", "cache_rate")}
+    segment = RadiographSegmenter(**ids)
+    mask = segment(image)
+    assert mask.shape == (1, 70, 50) and mask.dtype == torch.uint8  # (1, width, height), the input's size
+    np.testing.assert_array_equal(mask[0].numpy().T * 255, stage_mask)
+    answer = segment.last_classification
+    assert answer["predicted_class"] == row["predicted_class"]
+    for name, p in answer["probabilities"].items():
+        assert p == pytest.approx(float(row[f"prob_{name.lower().replace(' ', '_')}"]), abs=1e-5)
+    with pytest.raises(ValueError, match="not a radiograph workflow"):
+        RadiographSegmenter("liver")
 
 
 def test_inference_writes_nifti_masks_on_request(trained_segmenter, trained_classifier, tmp_path):

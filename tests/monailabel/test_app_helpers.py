@@ -24,10 +24,12 @@ def _spatial_dims(name: str) -> int:
     return parser.get("network_def#spatial_dims")
 
 
-def test_default_models_are_the_registrys_3d_workflows():
+def test_default_models_are_the_registrys_workflows_with_an_inference_stage():
     models = bundles.AppConf.from_conf({}).models
-    assert {"liver", "lung", "brain"} <= set(models)
-    assert set(models) == {n for n, w in WORKFLOWS.items() if "inference" in w.stages and _spatial_dims(n) == 3}
+    assert {"liver", "lung", "brain", "chest_xray"} <= set(models)
+    assert set(models) == {n for n, w in WORKFLOWS.items() if "inference" in w.stages}
+    assert bundles.served_workflows() == {n: _spatial_dims(n) for n in models}
+    assert bundles.served_workflows()["chest_xray"] == 2 and bundles.served_workflows()["liver"] == 3
 
 
 def test_conf_selects_models_and_rejects_unknown_ones():
@@ -66,7 +68,10 @@ def test_bundle_info_reads_the_layered_configs(tmp_path):
     liver = bundles.BundleInfo.read("liver")
     assert liver.labels == {"liver": 1, "tumour": 2} and liver.channel_names == ("c0",)
     assert liver.ckpt_dir == WORKFLOWS["liver"].bundle_dir / "models"
-    assert liver.max_epochs > 0 and liver.classifier_max_epochs > 0
+    assert liver.max_epochs > 0 and liver.classifier_max_epochs > 0 and liver.dimension == 3
+    xray = bundles.BundleInfo.read("chest_xray", {"ckpt_dir": str(tmp_path)})
+    assert xray.dimension == 2 and xray.labels == {"lung": 1} and xray.in_channels == 1
+    assert xray.model_path == tmp_path / "model_xray.pt" and xray.classifier_path == tmp_path / "classifier_xray.pt"
 
 
 def test_label_value_map_follows_segment_names():
@@ -124,3 +129,42 @@ def test_write_label_volume_writes_uint8_with_the_affine(tmp_path):
     assert image.shape == (2, 3, 4) and image.get_data_dtype() == np.uint8
     np.testing.assert_allclose(image.affine, AFFINE)
     np.testing.assert_array_equal(np.asarray(image.dataobj), mask[0].numpy())
+
+
+def _mask_of(width: int, height: int) -> torch.Tensor:
+    """A (1, width, height) mask, as RadiographSegmenter returns it, with a block that shows its orientation."""
+    mask = torch.zeros((1, width, height), dtype=torch.uint8)
+    mask[0, 2:5, 1:3] = 1  # columns 2-4, rows 1-2
+    return mask
+
+
+def test_write_radiograph_label_lies_on_the_png_as_itk_reads_it(tmp_path):
+    """Slicer loads the radiograph and the label with ``sitk.ReadImage``: same size, spacing, origin, direction,
+    and the mask's pixel (column c, row r) at the image's (c, r)."""
+    from PIL import Image
+
+    Image.fromarray(np.zeros((6, 9), np.uint8)).save(tmp_path / "cxr.png")  # 9 wide, 6 high
+    out = bundles.write_radiograph_label(_mask_of(9, 6), tmp_path / "cxr.png", tmp_path / "label.nii.gz")
+    label, image = sitk.ReadImage(str(out)), sitk.ReadImage(str(tmp_path / "cxr.png"))
+    assert label.GetSize() == image.GetSize() == (9, 6)
+    assert label.GetSpacing() == image.GetSpacing() and label.GetOrigin() == image.GetOrigin()
+    values = sitk.GetArrayFromImage(label)  # (rows, columns)
+    assert values.dtype == np.uint8 and values.sum() == 6 and values[1:3, 2:5].all()
+    with pytest.raises(ValueError, match="mask of 6 x 9 pixels"):
+        bundles.write_radiograph_label(_mask_of(6, 9), tmp_path / "cxr.png", tmp_path / "bad.nii.gz")
+
+
+def test_write_radiograph_label_keeps_a_dicom_radiographs_geometry_as_itk_reads_it(tmp_path):
+    """A single DICOM radiograph is a one-slice volume to ITK; the label is the same one-slice volume."""
+    from tests.radiograph_files import write_radiograph_dicom
+
+    source = write_radiograph_dicom(
+        tmp_path / "cxr.dcm", np.zeros((6, 9), np.uint16), modality="DX", PixelSpacing=[0.2, 0.15]
+    )
+    out = bundles.write_radiograph_label(_mask_of(9, 6), source, tmp_path / "label.nii.gz")
+    label, image = sitk.ReadImage(str(out)), sitk.ReadImage(str(source))
+    assert label.GetSize() == image.GetSize() == (9, 6, 1)
+    np.testing.assert_allclose(label.GetSpacing(), image.GetSpacing())
+    np.testing.assert_allclose(label.GetOrigin(), image.GetOrigin())
+    np.testing.assert_allclose(label.GetDirection(), image.GetDirection())
+    assert sitk.GetArrayFromImage(label)[0, 1:3, 2:5].all()

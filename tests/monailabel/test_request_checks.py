@@ -85,3 +85,39 @@ def test_wrong_channels_missing_and_non_images_for_a_model(tmp_path):
     assert _problem(checks.check_image_for_model, tmp_path / "x.mha", "liver", 1, "CT").status == 415
     problem = _problem(checks.check_image_for_model, tmp_path / "slice.png", "liver", 1, "CT")
     assert problem.status == 422 and "2D" in problem.reason
+
+
+def _radiograph(tmp_path, name="cxr.png", colour=False):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (40, 30, 3) if colour else (40, 30), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / name)
+    return tmp_path / name
+
+
+def test_radiographs_are_taken_by_a_server_that_serves_them(tmp_path):
+    checks.check_uploaded_image(_radiograph(tmp_path), shown="upload 'cxr'", radiographs=True)
+    problem = _problem(checks.check_uploaded_image, _radiograph(tmp_path, "photo.png", colour=True), "upload 'photo'",
+                       radiographs=True)  # fmt: skip
+    assert problem.status == 422 and "upload 'photo'" in problem.reason and "colour image" in problem.reason
+    notes = tmp_path / "notes.png"
+    notes.write_text("not a picture")
+    assert _problem(checks.check_uploaded_image, notes, "upload 'notes'", radiographs=True).status == 415
+
+
+def test_radiograph_model_refuses_volumes_photographs_and_lateral_views(tmp_path):
+    from tests.radiograph_files import write_radiograph_dicom
+
+    checks.check_radiograph_for_model(str(_radiograph(tmp_path)), "chest_xray")
+    problem = _problem(checks.check_radiograph_for_model, str(_ct(tmp_path)), "chest_xray")
+    assert problem.status == 422 and "segments radiographs" in problem.reason and "ct.nii.gz" in problem.reason
+    photo = _radiograph(tmp_path, "photo.png", colour=True)
+    problem = _problem(checks.check_radiograph_for_model, str(photo), "chest_xray")
+    assert problem.status == 422 and problem.reason.startswith("chest_xray: photo.png") and "colour" in problem.reason
+    lateral = write_radiograph_dicom(tmp_path / "lat.dcm", np.arange(1200, dtype=np.uint16).reshape(40, 30),
+                                     modality="DX", ViewPosition="LL")  # fmt: skip
+    problem = _problem(checks.check_radiograph_for_model, str(lateral), "chest_xray")
+    assert problem.status == 422 and "lateral" in problem.reason
+    checks.check_radiograph_for_model(str(lateral), "chest_xray", allow_lateral=True)
+    assert _problem(checks.check_radiograph_for_model, str(tmp_path / "gone.png"), "chest_xray").status == 404

@@ -3,24 +3,17 @@
 Needs ``.venv-monailabel`` (``bash scripts/setup_monailabel_env.sh``); skipped without it. Run with
 ``pytest -m monailabel tests/monailabel``. The server starts through ``scripts/start_monailabel.sh`` on a free port
 of 127.0.0.1, from a copy of the app (MONAI Label writes logs/ into the app folder), with the network shrunk by
-``--conf overrides`` and checkpoints in a temporary ``--conf ckpt_root``; it is stopped by its PID.
+``--conf overrides`` and checkpoints in a temporary ``--conf ckpt_root``; it is stopped by its PID. The client
+(``apps/radcascade_label/rest_client.py``) sends what Slicer's MONAI Label client sends.
 """
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
-import uuid
 from pathlib import Path
 
 import nibabel as nib
@@ -30,6 +23,7 @@ import pytest
 from pipelines.phantoms.brain_mr import make_brain_mri_phantom
 from pipelines.phantoms.liver_ct import write_liver_phantom_task
 from pipelines.workflows import REPO_ROOT
+from tests.monailabel.app_modules import load_app_module
 
 VENV = REPO_ROOT / ".venv-monailabel"
 APP = REPO_ROOT / "apps" / "radcascade_label"
@@ -62,71 +56,22 @@ START_TIMEOUT = 240.0
 TRAIN_TIMEOUT = 600.0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+rest = load_app_module("rest_client.py")
+_multipart = rest.multipart
 
 
-def _multipart(fields: dict[str, str], files: dict[str, Path]) -> tuple[bytes, str]:
-    """A multipart/form-data body, as the Slicer module encodes its requests."""
-    boundary = uuid.uuid4().hex
-    body = bytearray()
-    for name, value in fields.items():
-        body += f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
-    for name, path in files.items():
-        head = f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{path.name}"\r\n'
-        body += f"{head}Content-Type: application/octet-stream\r\n\r\n".encode() + path.read_bytes() + b"\r\n"
-    body += f"--{boundary}--\r\n".encode()
-    return bytes(body), f"multipart/form-data; boundary={boundary}"
+class Server(rest.LabelServer):
+    """The server under test, with the folders it was started on."""
 
-
-class Server:
-    """A MONAI Label server process and the HTTP calls of Slicer's MONAI Label client."""
-
-    def __init__(self, url: str, process, log: Path, studies: Path, ckpt_root: Path, output_root: Path) -> None:
-        self.url, self.process, self.log = url, process, log
-        self.studies, self.ckpt_root, self.output_root = studies, ckpt_root, output_root
-
-    def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None):
-        """``(status, content type, body bytes)``; HTTP errors are returned, not raised."""
-        headers = {"content-type": content_type} if content_type else {}
-        req = urllib.request.Request(self.url + path, data=body, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=300) as response:
-                return response.status, response.headers.get("content-type", ""), response.read()
-        except urllib.error.HTTPError as e:
-            return e.code, e.headers.get("content-type", ""), e.read()
+    studies: Path
+    ckpt_root: Path
+    output_root: Path
 
     def json(self, method: str, path: str, payload: dict | None = None):
-        body = json.dumps(payload).encode() if payload is not None else None
-        status, _, data = self.request(method, path, body, "application/json" if body else None)
-        assert status == 200, f"{method} {path}: HTTP {status}: {data[:2000]!r}\n{self.tail()}"
-        return json.loads(data)
-
-    def infer(self, model: str, image: str) -> tuple[int, dict | str, bytes | None]:
-        """``POST /infer/<model>?image=<id>`` with a ``params`` form field, as ``MONAILabelClient.infer`` sends it.
-
-        Returns ``(status, params, label file bytes)``; on an error ``params`` is the response text.
-        """
-        body, content_type = _multipart({"params": "{}"}, {})
-        query = urllib.parse.urlencode({"image": image})
-        status, response_type, data = self.request("POST", f"/infer/{model}?{query}", body, content_type)
-        if status != 200:
-            return status, data.decode(errors="replace"), None
-        message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-            f"Content-Type: {response_type}\r\n\r\n".encode() + data
-        )
-        params, image_bytes = None, None
-        for part in message.iter_parts():
-            if part.get_param("name", header="content-disposition") == "params":
-                params = json.loads(part.get_content())
-            else:
-                image_bytes = part.get_payload(decode=True)
-        return status, params, image_bytes
-
-    def tail(self, chars: int = 6000) -> str:
-        return "server log tail:\n" + self.log.read_text(errors="replace")[-chars:] if self.log.is_file() else ""
+        try:
+            return super().json(method, path, payload)
+        except RuntimeError as e:
+            pytest.fail(str(e))
 
 
 def _write_studies(root: Path) -> Path:
@@ -151,56 +96,39 @@ def _write_studies(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """The server from ``scripts/start_monailabel.sh`` serving liver, lung and brain; stopped by PID afterwards."""
+    """The server from ``scripts/start_monailabel.sh`` serving liver, lung, brain and chest X-ray; stopped by PID
+    afterwards."""
     root = tmp_path_factory.mktemp("monailabel")
     studies = _write_studies(root)
     ckpt_root, output_root = root / "checkpoints", root / "runs"
     app = root / "app"
     shutil.copytree(APP, app, ignore=shutil.ignore_patterns("logs", "model", "bin", "__pycache__"))
-    port = _free_port()
     env = {
-        **os.environ,
-        "MONAILABEL_PORT": str(port),
         "RADCASCADE_LABEL_APP": str(app),
         "MONAI_LABEL_SESSION_PATH": str(root / "sessions"),
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
-    env.pop("PYTHONPATH", None)
-    command = ["bash", str(REPO_ROOT / "scripts" / "start_monailabel.sh"), str(studies)]
-    for key, value in {
-        "models": "liver,lung,brain",
+    conf = {
+        "models": "liver,lung,brain,chest_xray",
         "ckpt_root": str(ckpt_root),
         "output_root": str(output_root),
         "overrides": json.dumps(SHRINK),
         "device": "cpu",
-    }.items():
-        command += ["--conf", key, value]
-    log = root / "server.log"
+    }
     t0 = time.perf_counter()
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=root)
-    srv = Server(f"http://127.0.0.1:{port}", process, log, studies, ckpt_root, output_root)
     try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the server exited with code {process.returncode}\n{srv.tail()}")
-            if time.perf_counter() - t0 > START_TIMEOUT:
-                pytest.fail(f"the server did not answer within {START_TIMEOUT:.0f} s\n{srv.tail()}")
-            try:
-                if srv.request("GET", "/info/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(1.0)
-        print(f"\nMONAI Label server up in {time.perf_counter() - t0:.1f} s (pid {process.pid})")
+        started = rest.LabelServer.start(
+            studies, conf, log=root / "server.log", env=env, cwd=root, timeout=START_TIMEOUT
+        )
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    srv = Server(started.url, started.process, started.log)
+    srv.studies, srv.ckpt_root, srv.output_root = studies, ckpt_root, output_root
+    print(f"\nMONAI Label server up in {time.perf_counter() - t0:.1f} s (pid {srv.process.pid})")
+    try:
         yield srv
     finally:
-        process.send_signal(signal.SIGTERM)  # bash exec'd monailabel: this PID is the server
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        srv.stop()
 
 
 def _submit_label_as_slicer(server: Server, image_id: str) -> dict:
@@ -260,13 +188,14 @@ def _assert_label_volume(data: bytes, image: Path, allowed: set[int], tmp_path: 
 
 def test_info_lists_models_labels_and_trainers(server):
     info = server.json("GET", "/info/")
-    assert set(info["models"]) == {"liver", "liver_full", "lung", "lung_full", "brain", "brain_full"}
+    assert set(info["models"]) == {"liver", "liver_full", "lung", "lung_full", "brain", "brain_full", "chest_xray"}
     assert info["models"]["liver"]["labels"] == LIVER_CLASSES
     assert info["models"]["liver"]["type"] == "segmentation"
     assert info["models"]["liver"]["dimension"] == 3
     assert info["models"]["brain"]["labels"] == {"necrotic core": 1, "oedema": 2, "enhancing tumour": 4}
-    assert {"liver", "tumour", "lesion", "oedema"} <= set(info["labels"])
-    assert set(info["trainers"]) == {"liver", "lung", "brain"}
+    assert {"liver", "tumour", "lesion", "oedema", "lung"} <= set(info["labels"])
+    assert info["models"]["chest_xray"]["dimension"] == 2 and info["models"]["chest_xray"]["labels"] == {"lung": 1}
+    assert set(info["trainers"]) == {"liver", "lung", "brain"}  # chest X-ray: inference only
     assert info["trainers"]["liver"]["config"]["max_epochs"] == 100
     assert {"random", "first"} <= set(info["strategies"])
 
@@ -351,8 +280,7 @@ def test_brain_serves_a_study_with_a_skull_and_two_sequences(server, trained_bra
     volume = np.stack([head.channels["flair"], zeros, head.channels["t1ce"], zeros], axis=-1)
     study = tmp_path / "clinic_head.nii.gz"
     nib.save(nib.Nifti1Image(volume, head.affine), study)
-    body, content_type = _multipart({"params": "{}"}, {"file": study})
-    status, _, data = server.request("PUT", "/datastore/?image=clinic_head", body, content_type)
+    status, _, data = server.upload("clinic_head", study)
     assert status == 200, f"PUT /datastore: HTTP {status}: {data[:2000]!r}\n{server.tail()}"
     status, params, data = server.infer("brain", "clinic_head")
     assert status == 200, f"{params}\n{server.tail()}"
@@ -363,8 +291,7 @@ def test_brain_serves_a_study_with_a_skull_and_two_sequences(server, trained_bra
 def test_a_real_ct_uploaded_as_slicer_does_gets_a_liver_mask_on_its_grid(server, trained, trained_brain, tmp_path):
     """``PUT /datastore/?image=<id>`` with the file (``MONAILabelClient.upload_image``), then ``POST /infer/liver``
     on it: the mask is a NIfTI label map on the real scan's own grid, which Slicer loads as a segmentation."""
-    body, content_type = _multipart({"params": "{}"}, {"file": REAL_CT})
-    status, _, data = server.request("PUT", "/datastore/?image=real_ct", body, content_type)
+    status, _, data = server.upload("real_ct", REAL_CT)
     assert status == 200, f"PUT /datastore: HTTP {status}: {data[:2000]!r}\n{server.tail()}"
     assert "real_ct" in server.json("GET", "/datastore/?output=all")["objects"]
     for model in ("liver", "liver_full"):
@@ -375,8 +302,9 @@ def test_a_real_ct_uploaded_as_slicer_does_gets_a_liver_mask_on_its_grid(server,
 
 
 def _write_random_weights(server: Server, workflow: str) -> None:
-    """``model.pt`` and ``classifier.pt`` for ``workflow``'s networks (shrunk as the server's), freshly initialised:
-    enough to check the serving path, not the accuracy. Written to a temporary name, then renamed."""
+    """The segmenter's and classifier's checkpoints (``model.pt``, ``classifier.pt``; chest X-ray: ``model_xray.pt``,
+    ``classifier_xray.pt``) for ``workflow``'s networks (shrunk as the server's), freshly initialised: enough to
+    check the serving path, not the accuracy. Written to a temporary name, then renamed."""
     import torch
 
     from pipelines.workflows import get_workflow
@@ -384,7 +312,8 @@ def _write_random_weights(server: Server, workflow: str) -> None:
     parser = get_workflow(workflow).config_parser("inference", dict(SHRINK))
     folder = server.ckpt_root / workflow
     folder.mkdir(parents=True, exist_ok=True)
-    for name, network in (("model.pt", "network_def"), ("classifier.pt", "classifier_def")):
+    for path, network in (("ckpt_path", "network_def"), ("classifier_ckpt_path", "classifier_def")):
+        name = Path(parser.get_parsed_content(path)).name
         torch.save(parser.get_parsed_content(network).state_dict(), folder / f"{name}.part")
         os.replace(folder / f"{name}.part", folder / name)
 
@@ -397,6 +326,71 @@ def test_lung_serves_a_ct_volume_on_its_geometry(server, tmp_path):
         assert status == 200, f"{params}\n{server.tail()}"
         assert params["label_names"] == {"lesion": 1}
         _assert_label_volume(data, server.studies / "liver_0.nii.gz", {0, 1}, tmp_path)
+
+
+def _assert_radiograph_label(data: bytes, image: Path, tmp_path: Path) -> np.ndarray:
+    """The label lies on the radiograph as ITK (and so Slicer) reads both: same size, spacing, origin, direction."""
+    import SimpleITK as sitk
+
+    out = tmp_path / "label.nii.gz"
+    out.write_bytes(data)
+    label, reference = sitk.ReadImage(str(out)), sitk.ReadImage(str(image))
+    assert label.GetSize() == reference.GetSize()
+    np.testing.assert_allclose(label.GetSpacing(), reference.GetSpacing())
+    np.testing.assert_allclose(label.GetOrigin(), reference.GetOrigin())
+    np.testing.assert_allclose(label.GetDirection(), reference.GetDirection())
+    values = sitk.GetArrayFromImage(label)
+    assert set(np.unique(values).tolist()) <= {0, 1}
+    return values
+
+
+def test_chest_xray_serves_radiographs_uploaded_as_slicer_does(server, tmp_path):
+    """A PNG radiograph (260 x 300, not the network's square) and a DX DICOM (``.dcm``, MONOCHROME1) uploaded as
+    Slicer uploads them; ``POST /infer/chest_xray`` returns the lung mask on each one's own pixel grid and the
+    classifier's answer. Volumes, colour photographs and lateral views are refused with a reason."""
+    from PIL import Image
+
+    from pipelines.phantoms.chest_xray import make_chest_xray_phantom
+    from tests.radiograph_files import write_radiograph_dicom
+
+    image, _ = make_chest_xray_phantom(seed=5, category="Normal", size=300)
+    png = tmp_path / "cxr_front.png"
+    Image.fromarray(np.asarray(image)[:, 20:280].astype(np.uint8)).save(png)
+    dicom = tmp_path / "cxr_dx.dcm"
+    stored = (4095 - np.asarray(image).astype(np.uint16) * 16).astype(np.uint16)
+    write_radiograph_dicom(dicom, stored, modality="DX", photometric="MONOCHROME1", ViewPosition="PA",
+                           PixelSpacing=[0.2, 0.2], WindowCenter=2048, WindowWidth=4096)  # fmt: skip
+    for image_id, path in (("cxr_front", png), ("cxr_dx", dicom)):
+        status, _, data = server.upload(image_id, path)
+        assert status == 200, f"PUT /datastore: HTTP {status}: {data[:2000]!r}\n{server.tail()}"
+
+    status, text, _ = server.infer("chest_xray", "cxr_front")
+    assert status == 409 and "no trained weights" in text and "model_xray.pt" in text
+    _write_random_weights(server, "chest_xray")
+    classes = {"COVID", "Lung_Opacity", "Normal", "Viral Pneumonia"}
+    for image_id, path, size in (("cxr_front", png, (260, 300)), ("cxr_dx", dicom, (300, 300))):
+        status, params, data = server.infer("chest_xray", image_id)
+        assert status == 200, f"{params}\n{server.tail()}"
+        assert params["label_names"] == {"lung": 1}
+        answer = params["classification"]
+        assert answer["predicted_class"] in classes and set(answer["probabilities"]) == classes
+        assert abs(sum(answer["probabilities"].values()) - 1.0) < 1e-4
+        assert (params["input"]["width"], params["input"]["height"]) == size
+        _assert_radiograph_label(data, path, tmp_path)
+
+    body, content_type = _multipart({"params": "{}"}, {})
+    response = server.request("POST", "/infer/chest_xray?image=liver_0", body, content_type)
+    _assert_refused(response, 422, "segments radiographs", "liver_0")
+    response = server.request("POST", "/infer/liver_full?image=cxr_front", body, content_type)
+    assert response[0] == 422, response
+    photo = tmp_path / "holiday.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(photo)
+    _assert_refused(server.upload("holiday", photo), 422, "colour image")
+    lateral = tmp_path / "cxr_lat.dcm"
+    write_radiograph_dicom(lateral, stored, modality="DX", ViewPosition="LL")
+    assert server.upload("cxr_lat", lateral)[0] == 200  # a radiograph; the model refuses it
+    response = server.request("POST", "/infer/chest_xray?image=cxr_lat", body, content_type)
+    _assert_refused(response, 422, "lateral")
 
 
 def _assert_refused(response, status: int, *phrases: str) -> str:
@@ -417,15 +411,12 @@ def test_bad_requests_get_a_4xx_with_one_line_and_the_server_keeps_serving(serve
 
     notes = tmp_path / "notes.nii.gz"
     notes.write_text("minutes of the tumour board")
-    body, content_type = _multipart({"params": "{}"}, {"file": notes})
-    response = server.request("PUT", "/datastore/?image=notes", body, content_type)
-    _assert_refused(response, 415, "'notes'", "not an image")
+    _assert_refused(server.upload("notes", notes), 415, "'notes'", "not an image")
     assert "notes" not in server.json("GET", "/datastore/?output=all")["objects"]
 
     blank = tmp_path / "blank.nii.gz"
     nib.save(nib.Nifti1Image(np.full((32, 32, 12), -1000, np.int16), np.diag([4.0, 4.0, 6.0, 1.0])), blank)
-    body, content_type = _multipart({"params": "{}"}, {"file": blank})
-    assert server.request("PUT", "/datastore/?image=blank", body, content_type)[0] == 200  # a readable image
+    assert server.upload("blank", blank)[0] == 200  # a readable image
     body, content_type = _multipart({"params": "{}"}, {})
     for model in ("lung", "lung_full"):
         response = server.request("POST", f"/infer/{model}?image=blank", body, content_type)

@@ -28,12 +28,13 @@ from pipelines.workflows import REPO_ROOT, WORKFLOWS, get_workflow
 __all__ = [
     "AppConf",
     "BundleInfo",
-    "volumetric_workflows",
+    "served_workflows",
     "label_value_map",
     "remap_label_file",
     "split_channels",
     "split_cases",
     "write_label_volume",
+    "write_radiograph_label",
     "run_bundle_stage",
 ]
 
@@ -61,16 +62,14 @@ def as_dict(value, name: str) -> dict:
     return parsed
 
 
-def volumetric_workflows() -> list[str]:
-    """The registry's workflows whose inference runs a 3D network (MONAI Label serves volumes: not chest X-ray)."""
-    names = []
+def served_workflows() -> dict[str, int]:
+    """The registry's workflows that have an inference stage, with the spatial dimensions of their network: 3 for
+    the volumes (liver, lung, brain), 2 for the radiographs (chest X-ray)."""
+    served = {}
     for name, workflow in WORKFLOWS.items():
-        if "inference" not in workflow.stages:
-            continue
-        parser = workflow.config_parser("inference")
-        if parser.get("network_def#spatial_dims") == 3:
-            names.append(name)
-    return names
+        if "inference" in workflow.stages:
+            served[name] = int(workflow.config_parser("inference").get("network_def#spatial_dims"))
+    return served
 
 
 @dataclass(frozen=True)
@@ -78,7 +77,8 @@ class AppConf:
     """The app's options, from ``monailabel start_server --conf KEY VALUE`` (every value arrives as a string).
 
     Attributes:
-        models: workflows to serve (``--conf models liver,lung``; default: every 3D workflow of the registry).
+        models: workflows to serve (``--conf models liver,lung``; default: every workflow of the registry with an
+            inference stage, the chest X-ray one included).
         ckpt_root: folder holding ``<workflow>/model.pt`` and ``<workflow>/classifier.pt``; training writes there
             too. None: each bundle's own ``ckpt_dir`` (``bundles/<bundle>/models``).
         output_root: training runs go to ``<output_root>/<workflow>`` (MLflow database, datalists, stats).
@@ -106,15 +106,15 @@ class AppConf:
         """
         conf = dict(conf or {})
         requested = str(conf.get("models", "all")).strip()
+        served = list(served_workflows())
         if requested in ("", "all"):
-            models = tuple(volumetric_workflows())
+            models = tuple(served)
         else:
             models = tuple(m.strip() for m in requested.split(",") if m.strip())
-            served = volumetric_workflows()
             for name in models:
                 get_workflow(name)  # unknown names: ValueError listing the known ones
                 if name not in served:
-                    raise ValueError(f"--conf models: {name!r} is not a 3D workflow; MONAI Label serves {served}")
+                    raise ValueError(f"--conf models: {name!r} has no inference stage; MONAI Label serves {served}")
         ckpt_root = conf.get("ckpt_root")
         output_root = conf.get("output_root")
         return cls(
@@ -148,9 +148,12 @@ class BundleInfo:
         class_names: label names by class index, background first.
         label_values: the value on disk (and in the served label volumes) of each class.
         in_channels: input channels of the network (4 for the brain: FLAIR, T1, T1ce, T2).
+        dimension: spatial dimensions of the network: 3 (volumes) or 2 (radiographs).
         sequences: the channels' names when the bundle declares them (``sequences``), else empty.
         modality: the images' modality (``CT``, ``MR``), which the input checks hold the images to.
-        ckpt_dir: where ``model.pt`` and ``classifier.pt`` are read and written.
+        ckpt_dir: where the checkpoints are read and written.
+        model_path: the segmenter's checkpoint (``ckpt_path``: ``model.pt``; ``model_xray.pt`` for chest X-ray).
+        classifier_path: the classifier's (``classifier_ckpt_path``).
         max_epochs: the segmenter's default number of epochs (``train.yaml``).
         classifier_max_epochs: the slice classifier's (``train_classifier.yaml``).
     """
@@ -160,9 +163,12 @@ class BundleInfo:
     class_names: tuple[str, ...]
     label_values: tuple[int, ...]
     in_channels: int
+    dimension: int
     sequences: tuple[str, ...]
     modality: str
     ckpt_dir: Path
+    model_path: Path
+    classifier_path: Path
     max_epochs: int
     classifier_max_epochs: int
 
@@ -190,9 +196,12 @@ class BundleInfo:
             class_names=class_names,
             label_values=values,
             in_channels=int(infer.get_parsed_content("in_channels")),
+            dimension=int(infer.get("network_def#spatial_dims")),
             sequences=sequences,
             modality=str(infer.get_parsed_content("modality")) if "modality" in infer else workflow.modality,
             ckpt_dir=Path(infer.get_parsed_content("ckpt_dir")),
+            model_path=Path(infer.get_parsed_content("ckpt_path")),
+            classifier_path=Path(infer.get_parsed_content("classifier_ckpt_path")),
             max_epochs=int(parser_of("train").get_parsed_content("max_epochs")),
             classifier_max_epochs=classifier_epochs,
         )
@@ -208,14 +217,6 @@ class BundleInfo:
         if len(self.sequences) == self.in_channels:
             return tuple(s.lower() for s in self.sequences)
         return tuple(f"c{i}" for i in range(self.in_channels))
-
-    @property
-    def model_path(self) -> Path:
-        return self.ckpt_dir / "model.pt"
-
-    @property
-    def classifier_path(self) -> Path:
-        return self.ckpt_dir / "classifier.pt"
 
 
 def label_value_map(label_info: Sequence[Mapping], class_names: Sequence[str], label_values: Sequence[int]):
@@ -319,6 +320,38 @@ def write_label_volume(mask, affine, path: str | os.PathLike) -> Path:
     image.set_qform(image.affine, code=1)
     image.set_sform(image.affine, code=1)
     nib.save(image, str(path))
+    return Path(path)
+
+
+def write_radiograph_label(mask, source: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Write a radiograph's mask ``(1, width, height)`` or ``(width, height)`` (the layout of ``PILReader`` and
+    :class:`~pipelines.xray.radiograph_reader.RadiographReader`) as a uint8 NIfTI on ``source``'s geometry as ITK
+    reads it (origin, spacing and direction of the PNG, JPEG, TIFF or DICOM file), which is how 3D Slicer loads
+    both the radiograph and the label (``sitk.ReadImage``): the mask lies on the image, pixel for pixel.
+
+    Raises:
+        ValueError: when the mask's size is not the source's.
+    """
+    array = np.asarray(mask.cpu() if hasattr(mask, "cpu") else mask)
+    if array.ndim == 3:
+        array = array[0]
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(source))
+    try:
+        reader.ReadImageInformation()
+        size, spacing = reader.GetSize(), reader.GetSpacing()
+        origin, direction = reader.GetOrigin(), reader.GetDirection()
+    except RuntimeError:  # a file ITK cannot open (a damaged header the project's reader got past): pixel grid
+        logger.warning("%s: ITK cannot read its geometry; the label is written with 1 mm pixels at the origin", source)
+        size, spacing, origin, direction = array.shape, (1.0, 1.0), (0.0, 0.0), (1.0, 0.0, 0.0, 1.0)
+    if tuple(size[:2]) != array.shape:
+        raise ValueError(f"{source}: mask of {array.shape[0]} x {array.shape[1]} pixels for an image of {size}")
+    pixels = array.T.astype(np.uint8)  # ITK's numpy view is (rows, columns)
+    label = sitk.GetImageFromArray(pixels[None] if len(size) == 3 else pixels)
+    label.SetSpacing(spacing)
+    label.SetOrigin(origin)
+    label.SetDirection(direction)
+    sitk.WriteImage(label, str(path), useCompression=True)
     return Path(path)
 
 

@@ -1,4 +1,5 @@
-"""MONAI Label infer task: a bundle's segmenter, gated by its slice classifier (the cascade) or on the whole volume.
+"""MONAI Label infer tasks: a bundle's segmenter, gated by its slice classifier (the cascade) or on the whole volume;
+and the chest X-ray workflow's lung segmenter and classifier on one radiograph.
 
 The task hands the image's path alone to :class:`pipelines.api.Segmenter`, which runs the bundle's own
 ``preprocessing_transforms``, cascade inferer, ``Invertd`` and post-processing. It never passes MONAI Label's
@@ -19,11 +20,12 @@ from typing import Any
 from fastapi import HTTPException
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 
-from lib.bundles import AppConf, BundleInfo, write_label_volume
-from lib.request_checks import RequestProblem, check_image_for_model
-from pipelines.api import Segmenter
+from lib.bundles import AppConf, BundleInfo, write_label_volume, write_radiograph_label
+from lib.request_checks import RequestProblem, check_image_for_model, check_radiograph_for_model
+from pipelines.api import RadiographSegmenter, Segmenter
+from pipelines.validation.errors import DataError
 
-__all__ = ["BundleSegmentation"]
+__all__ = ["BundleSegmentation", "RadiographSegmentation"]
 
 logger = logging.getLogger(__name__)
 
@@ -137,4 +139,105 @@ class BundleSegmentation(InferTask):
             }
             params["cascade"]["slice_probabilities"] = report["slice_probabilities"]
         logger.info("%s: %s -> %s in %.2f s", self.bundle.name, image, out, params["latencies"]["total"])
+        return out, params
+
+
+class RadiographSegmentation(InferTask):
+    """The chest X-ray workflow on one radiograph (PNG, JPEG, TIFF, DICOM CR/DX), as Slicer's "Auto Segmentation"
+    runs it: the lung mask comes back as a label image on the radiograph's own pixel grid (NIfTI, with the geometry
+    ITK, and so Slicer, reads from the file), and the classifier's answer in the response's ``params``
+    (``classification``: the predicted class and each class's probability).
+
+    The models load on the first request and again whenever a checkpoint file changes. Without a checkpoint the
+    request fails with HTTP 409; a file that is no frontal grey radiograph (a volume, a colour photograph, a
+    lateral view) with HTTP 422, naming the problem.
+
+    Args:
+        bundle: the served 2D workflow (``chest_xray``).
+        conf: the app's options (checkpoint folder, overrides, device).
+    """
+
+    def __init__(self, bundle: BundleInfo, conf: AppConf) -> None:
+        super().__init__(
+            type=InferType.SEGMENTATION,
+            labels=bundle.labels,
+            dimension=2,
+            description=f"{bundle.description} (lung mask and radiograph class)",
+        )
+        self.bundle = bundle
+        self.conf = conf
+        self.allow_lateral = bool(conf.overrides.get("allow_lateral_views", False))
+        self._lock = threading.Lock()
+        self._model: RadiographSegmenter | None = None
+        self._stamp: tuple | None = None
+
+    def is_valid(self) -> bool:
+        return True  # listed before training too; a request then says what is missing
+
+    def get_path(self, validate: bool = True):
+        path = str(self.bundle.model_path)
+        return path if not validate or os.path.isfile(path) else None
+
+    def checkpoints(self) -> list[str]:
+        """The checkpoint files this model reads: the lung segmenter's and the classifier's."""
+        return [str(self.bundle.model_path), str(self.bundle.classifier_path)]
+
+    def _load(self) -> RadiographSegmenter:
+        missing = [p for p in self.checkpoints() if not os.path.isfile(p)]
+        if missing:
+            raise HTTPException(
+                status_code=409,
+                detail=f"{self.bundle.name}: no trained weights: {', '.join(missing)} not found. Train the models "
+                f"first (radcascade demo {self.bundle.name}, or the train and train_classifier stages), or start "
+                "the server with --conf ckpt_root DIR where DIR/<workflow>/ holds them.",
+            )
+        stamp = tuple(os.stat(p).st_mtime_ns for p in self.checkpoints())
+        if self._model is None or stamp != self._stamp:
+            logger.info("%s: loading %s", self.bundle.name, self.checkpoints())
+            overrides = self.conf.stage_overrides(self.bundle.name)
+            overrides["ckpt_dir"] = str(self.bundle.ckpt_dir)
+            self._model = RadiographSegmenter(self.bundle.name, classify=True, **overrides)
+            self._stamp = stamp
+        return self._model
+
+    def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        image = request.get("image")
+        if not isinstance(image, str):
+            raise HTTPException(status_code=422, detail=f"{self.bundle.name}: give the image as a path or datastore id")
+        try:
+            check_radiograph_for_model(image, self.bundle.name, self.allow_lateral)
+        except RequestProblem as problem:
+            raise HTTPException(status_code=problem.status, detail=problem.reason) from None
+        start = time.perf_counter()
+        with self._lock:  # one model instance; MONAI Label may call from a thread pool
+            model = self._load()
+            loaded = time.perf_counter()
+            try:
+                mask = model(image)
+            except DataError as error:  # what the reader found only while decoding
+                raise HTTPException(status_code=422, detail="; ".join(error.problems)) from None
+            classification = model.last_classification
+        inferred = time.perf_counter()
+        out = tempfile.NamedTemporaryFile(suffix=".nii.gz", prefix=f"{self.bundle.name}_", delete=False).name
+        write_radiograph_label(mask, image, out)
+        width, height = (int(n) for n in mask.shape[-2:])
+        params = {
+            "label_names": self.bundle.labels,
+            "classification": classification,
+            "input": {"width": width, "height": height, "lung_fraction": round(float(mask.float().mean()), 4)},
+            "latencies": {
+                "load": round(loaded - start, 3),
+                "infer": round(inferred - loaded, 3),
+                "write": round(time.perf_counter() - inferred, 3),
+                "total": round(time.perf_counter() - start, 3),
+            },
+        }
+        logger.info(
+            "%s: %s -> %s (%s) in %.2f s",
+            self.bundle.name,
+            image,
+            out,
+            classification["predicted_class"],
+            params["latencies"]["total"],
+        )
         return out, params

@@ -9,9 +9,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
+from pipelines.validation.errors import DataError
 from pipelines.validation.volume_checks import check_volume, count_channels
+from pipelines.xray.radiograph_reader import is_radiograph_file, read_radiograph
 
-__all__ = ["RequestProblem", "check_uploaded_image", "check_image_for_model", "check_model_name"]
+__all__ = [
+    "RequestProblem",
+    "check_uploaded_image",
+    "check_image_for_model",
+    "check_radiograph_for_model",
+    "check_model_name",
+]
 
 # HTTP status codes of the problems
 NOT_FOUND = 404
@@ -50,10 +58,30 @@ def _first_problem(problems: list[str], path: str, shown: str) -> str:
     return problems[0].replace(path, shown, 1)
 
 
-def check_uploaded_image(path: str | os.PathLike, shown: str) -> None:
+def _radiograph_problem(path: str, shown: str, allow_lateral: bool) -> RequestProblem | None:
+    """The project's radiograph reader on ``path``: None when it reads a frontal grey radiograph, else the problem:
+    415 for a file that is no image, 422 for an image it refuses (colour, lateral view, blank, another modality)."""
+    try:
+        read_radiograph(path, allow_lateral=allow_lateral)
+    except DataError as error:
+        reason = "; ".join(error.problems).replace(path, shown)
+        unreadable = "cannot be read" in reason or "file is empty" in reason
+        return RequestProblem(UNSUPPORTED_MEDIA if unreadable else UNPROCESSABLE, reason)
+    return None
+
+
+def check_uploaded_image(path: str | os.PathLike, shown: str, radiographs: bool = False) -> None:
     """Refuse an upload that is no readable 3D or 4D (multi-sequence) image: not an image at all (415), or
-    truncated, NaN-filled or of another dimension (422). ``shown`` names the upload in the reason (its id)."""
+    truncated, NaN-filled or of another dimension (422). ``shown`` names the upload in the reason (its id).
+
+    With ``radiographs`` (a server that serves the chest X-ray workflow), a PNG, JPEG, TIFF or single DICOM file
+    is taken when the radiograph reader reads it (lateral views included: the model refuses them, with a reason)."""
     path = str(path)
+    if radiographs and is_radiograph_file(path) and not path.lower().endswith((".nii", ".nii.gz", ".nrrd")):
+        problem = _radiograph_problem(path, shown, allow_lateral=True)
+        if problem is not None:
+            raise problem
+        return
     channels = _channels_of(path, shown)
     problems = check_volume(path, expect_ndim=3 if channels == 1 else 4, check_intensity=True)
     if problems:
@@ -77,3 +105,22 @@ def check_image_for_model(path: str | os.PathLike, model: str, in_channels: int,
     problems = check_volume(path, expect_ndim=3 if in_channels == 1 else 4, check_intensity=True, modality=modality)
     if problems:
         raise RequestProblem(UNPROCESSABLE, f"{model}: {_first_problem(problems, path, shown)}")
+
+
+def check_radiograph_for_model(path: str | os.PathLike, model: str, allow_lateral: bool = False) -> None:
+    """Refuse an image that the radiograph model ``model`` cannot segment: 404 when ``path`` does not exist, 415
+    when it is no image, 422 for a volume (CT, MRI: a 3D model's input), a colour photograph, a lateral view, a
+    blank image or a DICOM of another modality; the reason names the file and the problem."""
+    path = str(path)
+    shown = os.path.basename(path.rstrip(os.sep)) or path
+    if not os.path.exists(path):
+        raise RequestProblem(NOT_FOUND, f"{model}: image {shown!r} not found")
+    if not is_radiograph_file(path) or path.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
+        raise RequestProblem(
+            UNPROCESSABLE,
+            f"{model} segments radiographs (PNG, JPEG, TIFF, DICOM CR/DX), {shown} is not one: send volumes to the "
+            "3D models",
+        )
+    problem = _radiograph_problem(path, shown, allow_lateral)
+    if problem is not None:
+        raise RequestProblem(problem.status, f"{model}: {problem.reason}")

@@ -34,6 +34,7 @@ from pipelines.io.atomic import write_json_atomic
 from pipelines.runner import best_validation_metric
 from pipelines.validation.path_safety import as_bool
 from pipelines.validation.volume_checks import count_channels
+from pipelines.xray.radiograph_reader import RADIOGRAPH_SUFFIXES
 
 __all__ = ["BundleTrainer"]
 
@@ -78,13 +79,17 @@ class BundleTrainer(TrainTask):
     def build_datalist(self, datastore: Datastore, val_split: float) -> Path:
         """Write the datastore's final labels as a MONAI datalist (``training``, ``validation``); return its path.
 
-        Studies that cannot belong to this bundle are skipped with a warning: an image with another number of
-        channels, or a Slicer label none of whose segments is one of the bundle's classes.
+        Studies that cannot belong to this bundle are skipped with a warning: a radiograph (PNG, JPEG, TIFF,
+        DICOM file), an image with another number of channels, or a Slicer label none of whose segments is one of
+        the bundle's classes.
         """
         tag = DefaultLabelTag.FINAL.value
         entries = {}
         for image_id in datastore.get_labeled_images(tag):
             image = datastore.get_image_uri(image_id)
+            if Path(image).suffix.lower() in RADIOGRAPH_SUFFIXES:
+                logger.warning("%s: skipping %s (a radiograph, not a volume)", self.bundle.name, image_id)
+                continue
             channels = count_channels(image)
             if channels != self.bundle.in_channels:
                 logger.warning("%s: skipping %s (%d channels, not %d)", self.bundle.name, image_id, channels,
