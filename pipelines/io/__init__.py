@@ -11,6 +11,7 @@ _SUBMODULES = (
     "dicom_reader",
     "dicom_seg",
     "inputs",
+    "volume_reader",
     "writers",
 )
 __getattr__ = lazy_getattr(__name__, _SUBMODULES)

@@ -1,0 +1,94 @@
+"""The one image reader of the 3D bundles' ``LoadImaged``: it picks the reader by what the path is, and is safe to
+share between the threads of a ``CacheDataset``.
+
+* a folder: its DICOM image series (:class:`~pipelines.io.dicom_reader.DicomSeriesFolderReader`);
+* a NIfTI file, or a list of them (one per MRI sequence, stacked as channels): nibabel;
+* any other file (NRRD, MetaImage, a single DICOM file): ITK.
+
+Why not MONAI's own choice: given a reader of its own, ``LoadImage`` tries every registered reader in turn and
+logs each refusal ("unable to load") for every file. And MONAI 1.6's ``NibabelReader`` keeps the file names of
+its last ``read`` on the instance, which ``get_data`` pairs with the images: when ``CacheDataset``'s threads share
+one ``LoadImaged``, a thread reading a label file (one name) between another thread's ``read`` and ``get_data`` of
+a four-sequence study truncates that study to its first sequence. :class:`ThreadSafeNibabelReader` keeps the names
+per thread.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from monai.data import ImageReader, ITKReader, NibabelReader
+from monai.utils import ensure_tuple
+
+from pipelines.io.dicom_reader import DicomSeriesFolderReader
+
+__all__ = ["ThreadSafeNibabelReader", "VolumeReader", "NIFTI_SUFFIXES"]
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+class ThreadSafeNibabelReader(NibabelReader):
+    """MONAI's ``NibabelReader`` with the file names of ``read`` kept per thread, so that one instance can serve
+    several threads (``read`` then ``get_data`` run in the same thread). Takes ``NibabelReader``'s arguments."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._names = threading.local()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def filenames(self):
+        return getattr(self._names, "value", ())
+
+    @filenames.setter
+    def filenames(self, value) -> None:
+        self._names.value = value
+
+
+@dataclass(frozen=True)
+class _Read:
+    """What :meth:`VolumeReader.read` returns: the reader it chose and that reader's image object(s)."""
+
+    reader: ImageReader
+    image: Any
+
+
+class VolumeReader(ImageReader):
+    """A MONAI ``ImageReader`` that reads a DICOM series folder, NIfTI files or any file ITK reads, choosing by the
+    path (see the module's docstring); use it as ``LoadImaged(keys, reader=VolumeReader())``.
+
+    Args:
+        kwargs: passed to each of the readers it chooses from (``DicomSeriesFolderReader``, ``NibabelReader``,
+            ``ITKReader``).
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        self.dicom = DicomSeriesFolderReader(**kwargs)
+        self.nifti = ThreadSafeNibabelReader(**kwargs)
+        self.itk = ITKReader(**kwargs)
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """True: every path is a folder or a file one of its readers takes."""
+        return True
+
+    def reader_for(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> ImageReader:
+        """The reader of ``filename`` (of the first path of a list)."""
+        first = str(ensure_tuple(filename)[0])
+        if os.path.isdir(first):
+            return self.dicom
+        if first.lower().endswith(NIFTI_SUFFIXES):
+            return self.nifti
+        return self.itk
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> _Read:
+        """Read ``data`` with the reader its path calls for."""
+        reader = self.reader_for(data)
+        return _Read(reader, reader.read(data, **kwargs))
+
+    def get_data(self, img: _Read) -> tuple[Any, dict]:
+        """The array and metadata, from the reader that read ``img``."""
+        return img.reader.get_data(img.image)

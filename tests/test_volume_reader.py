@@ -1,0 +1,89 @@
+"""The 3D bundles' reader (``pipelines.io.volume_reader``): the reader each path calls for, and one instance shared
+by threads, as CacheDataset shares a LoadImaged."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+from monai.data import NibabelReader
+from monai.transforms import LoadImage
+
+from pipelines.io.volume_reader import ThreadSafeNibabelReader, VolumeReader
+from tests.dicom_phantoms import write_ct_series
+
+AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
+
+
+def _study(root, name: str, shape=(6, 7, 5)) -> list[str]:
+    """Four sequence files of one study (each filled with its index + 1) and a label file; the sequence paths."""
+    files = []
+    for index, sequence in enumerate(("flair", "t1", "t1ce", "t2")):
+        files.append(str(root / f"{name}_{sequence}.nii.gz"))
+        nib.save(nib.Nifti1Image(np.full(shape, index + 1, np.float32), AFFINE), files[-1])
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.uint8), AFFINE), root / f"{name}_seg.nii.gz")
+    return files
+
+
+def _read_then_get(reader, first, second):
+    """Thread A reads ``first``; thread B reads ``second`` (and gets its data); then A gets its data: the order of
+    a race between CacheDataset's threads, made certain."""
+    read_a, done_b, result = threading.Event(), threading.Event(), {}
+
+    def a():
+        image = reader.read(first)
+        read_a.set()
+        done_b.wait()
+        result["a"] = reader.get_data(image)[0]
+
+    def b():
+        read_a.wait()
+        reader.get_data(reader.read(second))
+        done_b.set()
+
+    threads = [threading.Thread(target=a), threading.Thread(target=b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return result["a"]
+
+
+def test_monai_nibabel_reader_loses_sequences_when_threads_interleave(tmp_path):
+    """The bug the reader exists for: MONAI's NibabelReader keeps the last read's names on the instance."""
+    files = _study(tmp_path, "case")
+    assert _read_then_get(NibabelReader(), files, str(tmp_path / "case_seg.nii.gz")).shape == (6, 7, 5)  # one
+    safe = _read_then_get(ThreadSafeNibabelReader(), files, str(tmp_path / "case_seg.nii.gz"))
+    assert safe.shape == (4, 6, 7, 5)
+    np.testing.assert_array_equal(safe[:, 0, 0, 0], [1, 2, 3, 4])
+
+
+def test_one_loader_shared_by_threads_reads_every_study_whole(tmp_path):
+    load = LoadImage(reader=VolumeReader(), image_only=True, ensure_channel_first=True)
+    studies = [_study(tmp_path, f"case{i}") for i in range(6)]
+    jobs = [s for study in studies for s in (study, str(tmp_path / f"{study[0].split('/')[-1][:5]}_seg.nii.gz"))]
+    with ThreadPoolExecutor(4) as pool:
+        shapes = list(pool.map(lambda job: tuple(load(job).shape), jobs * 5))
+    assert set(shapes[0::2]) == {(4, 6, 7, 5)} and set(shapes[1::2]) == {(1, 6, 7, 5)}
+
+
+def test_each_path_gets_its_reader_and_no_refusals_are_logged(tmp_path, caplog):
+    reader = VolumeReader()
+    series = tmp_path / "series"
+    write_ct_series(series, np.full((4, 6, 5), 40, np.int16))
+    nrrd = tmp_path / "ct.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((5, 7, 6), np.int16)), str(nrrd))
+    nifti = _study(tmp_path, "mr")[0]
+    assert reader.reader_for(series) is reader.dicom
+    assert reader.reader_for(nifti) is reader.nifti and reader.reader_for([nifti, nifti]) is reader.nifti
+    assert reader.reader_for(nrrd) is reader.itk
+    load = LoadImage(reader=reader, image_only=True, ensure_channel_first=True)
+    with caplog.at_level(logging.INFO):
+        assert load(nifti).shape == (1, 6, 7, 5)
+        assert load(str(nrrd)).shape == (1, 6, 7, 5)
+        assert load(str(series)).shape == (1, 5, 6, 4)  # (columns, rows, slices) as ITK reads a series
+    assert not [r for r in caplog.records if "unable to load" in r.getMessage()]
