@@ -9,7 +9,8 @@ response says the input held, and the request's wall time; then the server's pea
 - ``chest_xray``: each real radiograph as it is (PNG); lung Dice and the classifier's answer.
 - ``brain``: each real study as ``apps/radcascade_label/prepare_studies.py`` writes it (one 4D NIfTI, missing
   sequences as channels of zeros), once per ``--subsets`` entry for studies that have all the sequences (a subset
-  is made by leaving the other files out of the patient folder, as a clinic's study lacks them); whole-tumour Dice.
+  is made by leaving the other files out of the patient folder, as a clinic's study lacks them), through ``brain``
+  (the cascade: the slices its gate kept are printed) and ``brain_full`` (the whole volume); whole-tumour Dice.
   Studies without a label (with skull) go through as they are.
 
     radcascade prepare-real --output-dir runs/real --from DIR ...        # once: checks the files, writes datalists
@@ -53,10 +54,11 @@ def _peak_rss_mib(pid: int) -> float:
 
 
 def _segment(server: LabelServer, model: str, image_id: str, path: Path) -> tuple[dict, bytes, float]:
-    """Upload ``path`` as ``image_id``, then segment it: ``(params, label bytes, seconds of the infer request)``."""
-    status, _, data = server.upload(image_id, path)
-    if status != 200:
-        raise RuntimeError(f"upload refused: HTTP {status}: {data[:300].decode(errors='replace')}")
+    """Upload ``path`` as ``image_id`` (once), then segment it: ``(params, label bytes, seconds of the request)``."""
+    if image_id not in server.json("GET", "/datastore/?output=all")["objects"]:
+        status, _, data = server.upload(image_id, path)
+        if status != 200:
+            raise RuntimeError(f"upload refused: HTTP {status}: {data[:300].decode(errors='replace')}")
     t0 = time.perf_counter()
     status, params, label = server.infer(model, image_id)
     seconds = time.perf_counter() - t0
@@ -100,29 +102,37 @@ def _subset_folder(item: dict, subset: str, root: Path) -> Path:
 
 
 def brain_rows(server: LabelServer, items: list[dict], subsets: list[str], work: Path) -> list[dict]:
-    """Each study (each subset of its sequences, when it has them all) through ``brain``: whole-tumour Dice."""
+    """Each study (each subset of its sequences, when it has them all) through ``brain`` and ``brain_full``:
+    whole-tumour Dice, and the slices the cascade's gate kept."""
     import nibabel as nib
 
     rows = []
     for item in items:
         complete = set(item["sequences"]) == set(SEQUENCE_SUFFIXES)
         for subset in subsets if complete and item.get("label") else ["as acquired"]:
-            row = {"case": item["id"], "subset": subset}
             try:
                 folder = _subset_folder(item, "all" if subset == "as acquired" else subset, work / "patients")
                 (study,) = prepare_studies(folder, work / "studies", "brain")
-                image_id = study.name.removesuffix(".nii.gz")
-                params, label, row["seconds"] = _segment(server, "brain", image_id, study)
-                row["input"] = params.get("input", {})
-                (work / "label.nii.gz").write_bytes(label)
-                pred = nib.load(work / "label.nii.gz")
-                row["tumour_fraction"] = float((np.asarray(pred.dataobj) > 0).mean())
-                if item.get("label"):
-                    truth = label_on_grid(item["label"], pred)
-                    row["wt_dice"] = mask_dice(np.asarray(pred.dataobj) > 0, truth > 0)
             except (RuntimeError, ValueError, OSError) as error:
-                row["error"] = str(error)
-            rows.append(row)
+                rows.append({"case": item["id"], "subset": subset, "error": str(error)})
+                continue
+            image_id = study.name.removesuffix(".nii.gz")
+            for model in ("brain", "brain_full"):
+                row = {"case": item["id"], "subset": f"{subset}, {model}"}
+                try:
+                    params, label, row["seconds"] = _segment(server, model, image_id, study)
+                    row["input"] = dict(params.get("input", {}))
+                    gate = params.get("cascade")
+                    if gate:
+                        row["input"]["gate kept"] = f"{gate['slices_kept']}/{gate['num_slices']} slices"
+                    (work / "label.nii.gz").write_bytes(label)
+                    pred = nib.load(work / "label.nii.gz")
+                    if item.get("label"):
+                        truth = label_on_grid(item["label"], pred)
+                        row["wt_dice"] = mask_dice(np.asarray(pred.dataobj) > 0, truth > 0)
+                except (RuntimeError, ValueError, OSError) as error:
+                    row["error"] = str(error)
+                rows.append(row)
     return rows
 
 

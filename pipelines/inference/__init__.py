@@ -8,6 +8,7 @@ from pipelines._lazy import lazy_getattr
 _SUBMODULES = (
     "cascade",
     "fast_inference",
+    "gate_thresholds",
     "robust_inference",
     "slabs",
 )

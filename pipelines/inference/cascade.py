@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
 from pipelines.inference.fast_inference import check_precision, resolve_precision
+from pipelines.inference.gate_thresholds import threshold_for
 from pipelines.inference.slabs import Slab, covered_slices, select_slabs, slab_mask
 from pipelines.io.atomic import write_json_atomic
 from pipelines.io.inputs import case_name
@@ -187,6 +188,9 @@ class SliceGatedInferer(Inferer):
             :func:`pipelines.validation.path_safety.as_bool`.
         threshold, smoothing_window, smoothing, margin_slices, margin_mm, min_run, merge, merge_gap: slab selection,
             see :func:`pipelines.inference.slabs.select_slabs`; ``margin_mm`` uses the slice spacing of the input.
+        thresholds: calibrated thresholds by the sequences a study has (``{"FLAIR": 0.1, ...}``, written after the
+            classifier's training: :mod:`pipelines.training.gate_calibration`); a study's ``sequences_used`` picks
+            one (:func:`~pipelines.inference.gate_thresholds.threshold_for`). Empty: ``threshold`` for all.
         context: neighbouring slices stacked as channels for the classifier (as in its training).
         image_size: in-plane size the classifier was trained on.
         batch_size: slices per classifier batch.
@@ -221,9 +225,11 @@ class SliceGatedInferer(Inferer):
         stride: int = 1,
         report_dir: str | os.PathLike | None = None,
         precision: str = "fp32",
+        thresholds: Mapping[str, float] | None = None,
     ) -> None:
         super().__init__()
         self.precision = check_precision(precision)
+        self.thresholds = dict(thresholds or {})
         self.classifier = classifier
         self.segmenter_inferer = segmenter_inferer
         self.num_classes = num_classes
@@ -253,6 +259,8 @@ class SliceGatedInferer(Inferer):
     ) -> torch.Tensor:
         t0 = time.perf_counter()
         n = volume.shape[-1]
+        threshold = threshold_for((facts or {}).get("sequences_used"), self.thresholds, self.selection["threshold"])
+        selection = {**self.selection, "threshold": threshold}
         probs = score_slices(
             self.classifier,
             volume,
@@ -261,15 +269,15 @@ class SliceGatedInferer(Inferer):
             batch_size=self.batch_size,
             precision=self.precision,
             stride=self.stride,
-            threshold=self.selection["threshold"],
+            threshold=selection["threshold"],
         )
         t_classify = time.perf_counter() - t0
         spacing = float(volume.pixdim[-1]) if isinstance(volume, MetaTensor) else None
         margin_spacing = spacing if self.selection["margin_mm"] else None
         # the slices the gate keeps (runs and margins), and the slabs the segmenter runs on: those grown to its
         # window's depth, so that it sees real neighbours; only the kept slices of its output are used
-        kept = select_slabs(probs, slice_spacing_mm=margin_spacing, **self.selection)
-        slabs = select_slabs(probs, slice_spacing_mm=margin_spacing, min_length=self.min_slab_slices, **self.selection)
+        kept = select_slabs(probs, slice_spacing_mm=margin_spacing, **selection)
+        slabs = select_slabs(probs, slice_spacing_mm=margin_spacing, min_length=self.min_slab_slices, **selection)
         t1 = time.perf_counter()
         out = background_logits(self.num_classes, volume.shape[1:], device=volume.device)
         for slab in slabs:
@@ -286,7 +294,7 @@ class SliceGatedInferer(Inferer):
             "num_slices": n,
             "slice_spacing_mm": spacing,
             "slice_probabilities": [round(float(p), 5) for p in probs],
-            "selection": self.selection,
+            "selection": selection,
             "classifier_stride": self.stride,
             "slabs": [s.to_dict() for s in slabs],
             "kept": [s.to_dict() for s in kept],

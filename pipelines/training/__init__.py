@@ -8,6 +8,7 @@ from pipelines._lazy import lazy_getattr
 _SUBMODULES = (
     "batch_digests",
     "distributed",
+    "gate_calibration",
     "gradients",
     "model_registry",
     "random_state",

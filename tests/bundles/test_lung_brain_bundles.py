@@ -83,6 +83,12 @@ def test_training_writes_both_checkpoints_and_mlflow_runs_with_per_class_dice(tr
     (classifier_run,) = _finished_runs(out, f"test_{name}", "train_classifier")
     assert "val_f1" in classifier_run.data.metrics
     assert (out / "training_curves.png").is_file()
+    thresholds = out / "models" / "classifier_thresholds.json"
+    assert thresholds.is_file() == (name == "brain")  # the brain calibrates its gate per subset of sequences
+    if name == "brain":
+        record = json.loads(thresholds.read_text())
+        assert len(record["thresholds"]) == 15 and "FLAIR" in record["thresholds"]  # every non-empty subset
+        assert all(0.0 <= t <= 0.5 for t in record["thresholds"].values()) and record["recall"] == 0.95
 
 
 def test_evaluate_scores_every_class_on_the_original_geometry(trained):

@@ -23,6 +23,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from lib.bundles import AppConf, BundleInfo, write_label_volume, write_radiograph_label
 from lib.request_checks import RequestProblem, check_image_for_model, check_radiograph_for_model
 from pipelines.api import RadiographSegmenter, Segmenter
+from pipelines.inference.gate_thresholds import gate_thresholds_path
 from pipelines.validation.errors import DataError
 
 __all__ = ["BundleSegmentation", "RadiographSegmentation"]
@@ -72,6 +73,14 @@ class BundleSegmentation(InferTask):
         paths = [self.bundle.model_path] + ([self.bundle.classifier_path] if self.use_cascade else [])
         return [str(p) for p in paths]
 
+    def _files_stamp(self) -> tuple:
+        """When the files the model reads last changed: the checkpoints, and the gate's calibrated thresholds
+        (written after the classifier's training ends), so that a new training is picked up whole."""
+        paths = self.checkpoints()
+        if self.use_cascade:
+            paths.append(str(gate_thresholds_path(self.bundle.classifier_path)))
+        return tuple(os.stat(p).st_mtime_ns if os.path.exists(p) else None for p in paths)
+
     def _load(self) -> Segmenter:
         missing = [p for p in self.checkpoints() if not os.path.isfile(p)]
         if missing:
@@ -81,7 +90,7 @@ class BundleSegmentation(InferTask):
                 f"first (Slicer: Train; REST: POST /train/{self.bundle.name}), or start the server with "
                 "--conf ckpt_root DIR where DIR/<workflow>/ holds model.pt (and classifier.pt for the cascade).",
             )
-        stamp = tuple(os.stat(p).st_mtime_ns for p in self.checkpoints())
+        stamp = self._files_stamp()
         if self._segmenter is None or stamp != self._stamp:
             logger.info("%s: loading %s", self.bundle.name, self.checkpoints())
             overrides = self.conf.stage_overrides(self.bundle.name)
