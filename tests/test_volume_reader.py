@@ -9,11 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import nibabel as nib
 import numpy as np
+import pytest
 import SimpleITK as sitk
+import torch
 from monai.data import NibabelReader
 from monai.transforms import LoadImage
 
-from pipelines.io.volume_reader import ThreadSafeNibabelReader, VolumeReader
+from pipelines.io.volume_reader import ThreadSafeNibabelReader, VolumeReader, c_ordered
 from tests.dicom_phantoms import write_ct_series
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
@@ -87,3 +89,23 @@ def test_each_path_gets_its_reader_and_no_refusals_are_logged(tmp_path, caplog):
         assert load(str(nrrd)).shape == (1, 6, 7, 5)
         assert load(str(series)).shape == (1, 5, 6, 4)  # (columns, rows, slices) as ITK reads a series
     assert not [r for r in caplog.records if "unable to load" in r.getMessage()]
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16, np.float32, np.uint8])
+def test_c_ordered_copies_fortran_arrays_and_leaves_c_arrays(dtype):
+    values = np.arange(4 * 5 * 6).reshape(4, 5, 6).astype(dtype)
+    fortran = np.asfortranarray(values)
+    out = c_ordered(fortran)
+    assert out.flags.c_contiguous and out.dtype == values.dtype
+    np.testing.assert_array_equal(out, values)
+    assert c_ordered(values) is values
+
+
+def test_nifti_volumes_load_in_c_order_with_the_files_values(tmp_path):
+    values = np.random.default_rng(0).integers(-1000, 1000, (7, 6, 5)).astype(np.int16)
+    nib.save(nib.Nifti1Image(values, AFFINE), tmp_path / "ct.nii.gz")
+    image = LoadImage(reader=VolumeReader(), image_only=True, dtype=None, ensure_channel_first=True)(
+        str(tmp_path / "ct.nii.gz")
+    )
+    assert image.is_contiguous() and image.dtype == torch.int16
+    np.testing.assert_array_equal(image[0].numpy(), values)

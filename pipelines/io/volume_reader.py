@@ -10,7 +10,9 @@ logs each refusal ("unable to load") for every file. And MONAI 1.6's ``NibabelRe
 its last ``read`` on the instance, which ``get_data`` pairs with the images: when ``CacheDataset``'s threads share
 one ``LoadImaged``, a thread reading a label file (one name) between another thread's ``read`` and ``get_data`` of
 a four-sequence study truncates that study to its first sequence. :class:`ThreadSafeNibabelReader` keeps the names
-per thread.
+per thread. It also hands ``LoadImage`` the C-ordered array it would otherwise make with numpy: NIfTI voxels are
+stored x fastest (Fortran order), and the reordering copy is twice as fast through torch (512x512x600 int16:
+1.0-1.1 s against 2.2-2.4 s on 2 CPU cores).
 """
 
 from __future__ import annotations
@@ -21,19 +23,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import torch
 from monai.data import ImageReader, ITKReader, NibabelReader
 from monai.utils import ensure_tuple
 
 from pipelines.io.dicom_reader import DicomSeriesFolderReader
 
-__all__ = ["ThreadSafeNibabelReader", "VolumeReader", "NIFTI_SUFFIXES"]
+__all__ = ["ThreadSafeNibabelReader", "VolumeReader", "NIFTI_SUFFIXES", "c_ordered"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
 
+def c_ordered(array: np.ndarray) -> np.ndarray:
+    """``array`` in C order (the layout ``LoadImage`` makes of every array), copied through torch when it is in
+    Fortran order; unchanged when it already is C-ordered or torch has no such dtype."""
+    if array.ndim < 2 or array.flags.c_contiguous or not array.flags.f_contiguous:
+        return array
+    try:
+        reversed_view = torch.from_numpy(array.T)  # C-ordered view of the same memory, axes reversed
+    except TypeError:
+        return np.ascontiguousarray(array)
+    return reversed_view.permute(*reversed(range(array.ndim))).contiguous().numpy()
+
+
 class ThreadSafeNibabelReader(NibabelReader):
     """MONAI's ``NibabelReader`` with the file names of ``read`` kept per thread, so that one instance can serve
-    several threads (``read`` then ``get_data`` run in the same thread). Takes ``NibabelReader``'s arguments."""
+    several threads (``read`` then ``get_data`` run in the same thread), and the voxels returned in C order
+    (:func:`c_ordered`). Takes ``NibabelReader``'s arguments."""
 
     def __init__(self, *args, **kwargs) -> None:
         self._names = threading.local()
@@ -46,6 +63,10 @@ class ThreadSafeNibabelReader(NibabelReader):
     @filenames.setter
     def filenames(self, value) -> None:
         self._names.value = value
+
+    def _get_array_data(self, img, filename):
+        data = super()._get_array_data(img, filename)
+        return c_ordered(data) if isinstance(data, np.ndarray) else data
 
 
 @dataclass(frozen=True)
