@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO_ROOT / "apps" / "radcascade_label"))
 from prepare_studies import prepare_studies  # noqa: E402
 from rest_client import LabelServer  # noqa: E402
 
-from benchmarks.real_scans import label_on_grid  # noqa: E402
+from benchmarks.real_scans import label_on_grid, real_cases  # noqa: E402
 from pipelines.evaluation.metrics import mask_dice  # noqa: E402
 
 SEQUENCE_SUFFIXES = {"FLAIR": "flair", "T1": "t1", "T1ce": "t1ce", "T2": "t2"}
@@ -143,12 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subsets", nargs="+", default=["all", "FLAIR+T1ce", "FLAIR"], help="brain: sequences")
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    datalist_path = Path(args.datalist or REPO_ROOT / "runs" / "real" / f"{args.workflow}_real.json")
-    if not datalist_path.is_file():
-        print(f"{datalist_path}: not found; run: radcascade prepare-real --output-dir {datalist_path.parent}")
+    found = real_cases(args.workflow, args.datalist)
+    if found is None:
         return 2
-    datalist = json.loads(datalist_path.read_text())
-    items = datalist.get("test", []) + datalist.get("unlabelled", [])
+    datalist_path, items = found
     with tempfile.TemporaryDirectory(prefix="monailabel_real_") as tmp:
         work = Path(tmp)
         (work / "datastore").mkdir()

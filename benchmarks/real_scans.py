@@ -53,6 +53,17 @@ def label_on_grid(label_path: str, reference) -> np.ndarray:
     return values
 
 
+def real_cases(workflow: str, datalist: str | None = None) -> tuple[Path, list[dict]] | None:
+    """The prepared datalist of ``workflow``'s real cases (default ``runs/real/<workflow>_real.json``) and its
+    ``test`` then ``unlabelled`` entries; None, with the command that writes it printed, when it is missing."""
+    path = Path(datalist or REPO_ROOT / "runs" / "real" / f"{workflow}_real.json")
+    if not path.is_file():
+        print(f"{path}: not found; run: radcascade prepare-real --output-dir {path.parent}")
+        return None
+    entries = json.loads(path.read_text())
+    return path, entries.get("test", []) + entries.get("unlabelled", [])
+
+
 def _extent(mask: np.ndarray) -> str:
     slices = np.flatnonzero(mask.any(axis=(0, 1)))
     return f"{slices[0]}-{slices[-1]} of {mask.shape[2]}" if slices.size else f"none of {mask.shape[2]}"
@@ -169,12 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", metavar="ID=VALUE", help="inference config ids")
     parser.add_argument("--json", default=None, help="also write the rows here")
     args = parser.parse_args(argv)
-    datalist_path = Path(args.datalist or REPO_ROOT / "runs" / "real" / f"{args.workflow}_real.json")
-    if not datalist_path.is_file():
-        print(f"{datalist_path}: not found; run: radcascade prepare-real --output-dir {datalist_path.parent}")
+    found = real_cases(args.workflow, args.datalist)
+    if found is None:
         return 2
-    datalist = json.loads(datalist_path.read_text())
-    items = datalist.get("test", []) + datalist.get("unlabelled", [])
+    datalist_path, items = found
     overrides = parse_overrides(args.overrides)
     parser_ = get_workflow(args.workflow).config_parser("inference", overrides)
     class_names = list(parser_.get_parsed_content("class_names"))

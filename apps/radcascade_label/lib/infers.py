@@ -31,34 +31,22 @@ __all__ = ["BundleSegmentation", "RadiographSegmentation"]
 logger = logging.getLogger(__name__)
 
 
-class BundleSegmentation(InferTask):
-    """Automatic segmentation of a whole volume by one bundle, as Slicer's "Auto Segmentation" runs it.
+class _CheckpointedModel(InferTask):
+    """What the app's infer tasks share: listed before training, the models built on the first request and again
+    whenever a file they read changes (after a training run), HTTP 409 while a checkpoint is missing.
 
-    The models load on the first request and again whenever a checkpoint file changes (after a training run).
-    Without a checkpoint the request fails with HTTP 409 and a message saying how to get one; an image the model
-    cannot segment (the wrong number of channels, a blank volume, a CT not in Hounsfield units) with HTTP 422
-    (:func:`lib.request_checks.check_image_for_model`).
+    Subclasses give :meth:`checkpoints`, :meth:`_build` and ``how_to_train`` (the 409's advice)."""
 
-    Args:
-        bundle: the served workflow.
-        conf: the app's options (checkpoint folder, overrides, device).
-        use_cascade: gate the segmenter with the slice classifier (needs ``classifier.pt``); False: plain sliding
-            window over the whole volume (needs ``model.pt`` only).
-    """
+    how_to_train = ""
 
-    def __init__(self, bundle: BundleInfo, conf: AppConf, use_cascade: bool = True) -> None:
-        how = "cascade: slice classifier, then 3D U-Net on the slabs" if use_cascade else "3D U-Net, whole volume"
+    def __init__(self, bundle: BundleInfo, conf: AppConf, dimension: int, description: str) -> None:
         super().__init__(
-            type=InferType.SEGMENTATION,
-            labels=bundle.labels,
-            dimension=3,
-            description=f"{bundle.description} ({how})",
+            type=InferType.SEGMENTATION, labels=bundle.labels, dimension=dimension, description=description
         )
         self.bundle = bundle
         self.conf = conf
-        self.use_cascade = use_cascade
-        self._lock = threading.Lock()
-        self._segmenter: Segmenter | None = None
+        self._lock = threading.Lock()  # one model instance; MONAI Label may call from a thread pool
+        self._model = None
         self._stamp: tuple | None = None
 
     def is_valid(self) -> bool:
@@ -69,42 +57,77 @@ class BundleSegmentation(InferTask):
         return path if not validate or os.path.isfile(path) else None
 
     def checkpoints(self) -> list[str]:
-        """The checkpoint files this model reads."""
-        paths = [self.bundle.model_path] + ([self.bundle.classifier_path] if self.use_cascade else [])
-        return [str(p) for p in paths]
+        """The checkpoint files the model needs."""
+        raise NotImplementedError
 
-    def _files_stamp(self) -> tuple:
-        """When the files the model reads last changed: the checkpoints, and the gate's calibrated thresholds
-        (written after the classifier's training ends), so that a new training is picked up whole."""
-        paths = self.checkpoints()
-        if self.use_cascade:
-            paths.append(str(gate_thresholds_path(self.bundle.classifier_path)))
-        return tuple(os.stat(p).st_mtime_ns if os.path.exists(p) else None for p in paths)
+    def watched_files(self) -> list[str]:
+        """The files whose change reloads the model: the checkpoints, and what subclasses add."""
+        return self.checkpoints()
 
-    def _load(self) -> Segmenter:
+    def _build(self, overrides: dict):
+        raise NotImplementedError
+
+    def _load(self):
         missing = [p for p in self.checkpoints() if not os.path.isfile(p)]
         if missing:
             raise HTTPException(
                 status_code=409,
-                detail=f"{self.bundle.name}: no trained weights: {', '.join(missing)} not found. Train the model "
-                f"first (Slicer: Train; REST: POST /train/{self.bundle.name}), or start the server with "
-                "--conf ckpt_root DIR where DIR/<workflow>/ holds model.pt (and classifier.pt for the cascade).",
+                detail=f"{self.bundle.name}: no trained weights: {', '.join(missing)} not found. {self.how_to_train}",
             )
-        stamp = self._files_stamp()
-        if self._segmenter is None or stamp != self._stamp:
+        stamp = tuple(os.stat(p).st_mtime_ns if os.path.exists(p) else None for p in self.watched_files())
+        if self._model is None or stamp != self._stamp:
             logger.info("%s: loading %s", self.bundle.name, self.checkpoints())
             overrides = self.conf.stage_overrides(self.bundle.name)
             overrides["ckpt_dir"] = str(self.bundle.ckpt_dir)
-            overrides["cascade_report_dir"] = None  # the report comes back in the response instead
             try:
-                self._segmenter = Segmenter(self.bundle.name, use_cascade=self.use_cascade, **overrides)
+                self._model = self._build(overrides)
             except (RuntimeError, EOFError) as e:  # e.g. a checkpoint that a training run is still writing
-                if self._segmenter is None:
+                if self._model is None:
                     raise
                 logger.warning("%s: new checkpoint not loaded, keeping the weights in use: %s", self.bundle.name, e)
-                return self._segmenter
+                return self._model
             self._stamp = stamp
-        return self._segmenter
+        return self._model
+
+
+class BundleSegmentation(_CheckpointedModel):
+    """Automatic segmentation of a whole volume by one bundle, as Slicer's "Auto Segmentation" runs it.
+
+    The models load on the first request and again whenever a checkpoint file (or the gate's calibrated
+    thresholds) changes, after a training run. Without a checkpoint the request fails with HTTP 409 and a message
+    saying how to get one; an image the model cannot segment (the wrong number of channels, a blank volume, a CT
+    not in Hounsfield units) with HTTP 422 (:func:`lib.request_checks.check_image_for_model`).
+
+    Args:
+        bundle: the served workflow.
+        conf: the app's options (checkpoint folder, overrides, device).
+        use_cascade: gate the segmenter with the slice classifier (needs ``classifier.pt``); False: plain sliding
+            window over the whole volume (needs ``model.pt`` only).
+    """
+
+    def __init__(self, bundle: BundleInfo, conf: AppConf, use_cascade: bool = True) -> None:
+        how = "cascade: slice classifier, then 3D U-Net on the slabs" if use_cascade else "3D U-Net, whole volume"
+        super().__init__(bundle, conf, dimension=3, description=f"{bundle.description} ({how})")
+        self.use_cascade = use_cascade
+        self.how_to_train = (
+            f"Train the model first (Slicer: Train; REST: POST /train/{bundle.name}), or start the server with "
+            "--conf ckpt_root DIR where DIR/<workflow>/ holds model.pt (and classifier.pt for the cascade)."
+        )
+
+    def checkpoints(self) -> list[str]:
+        """The checkpoint files this model reads."""
+        paths = [self.bundle.model_path] + ([self.bundle.classifier_path] if self.use_cascade else [])
+        return [str(p) for p in paths]
+
+    def watched_files(self) -> list[str]:
+        """The checkpoints, and the gate's calibrated thresholds (written after the classifier's training ends),
+        so that a new training is picked up whole."""
+        extra = [str(gate_thresholds_path(self.bundle.classifier_path))] if self.use_cascade else []
+        return self.checkpoints() + extra
+
+    def _build(self, overrides: dict) -> Segmenter:
+        overrides["cascade_report_dir"] = None  # the report comes back in the response instead
+        return Segmenter(self.bundle.name, use_cascade=self.use_cascade, **overrides)
 
     def _check_image(self, image) -> str:
         if not isinstance(image, str):
@@ -122,7 +145,7 @@ class BundleSegmentation(InferTask):
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         image = self._check_image(request.get("image"))
         start = time.perf_counter()
-        with self._lock:  # one model instance; MONAI Label may call from a thread pool
+        with self._lock:
             segmenter = self._load()
             loaded = time.perf_counter()
             mask = segmenter(image)
@@ -151,7 +174,7 @@ class BundleSegmentation(InferTask):
         return out, params
 
 
-class RadiographSegmentation(InferTask):
+class RadiographSegmentation(_CheckpointedModel):
     """The chest X-ray workflow on one radiograph (PNG, JPEG, TIFF, DICOM CR/DX), as Slicer's "Auto Segmentation"
     runs it: the lung mask comes back as a label image on the radiograph's own pixel grid (NIfTI, with the geometry
     ITK, and so Slicer, reads from the file), and the classifier's answer in the response's ``params``
@@ -167,47 +190,20 @@ class RadiographSegmentation(InferTask):
     """
 
     def __init__(self, bundle: BundleInfo, conf: AppConf) -> None:
-        super().__init__(
-            type=InferType.SEGMENTATION,
-            labels=bundle.labels,
-            dimension=2,
-            description=f"{bundle.description} (lung mask and radiograph class)",
-        )
-        self.bundle = bundle
-        self.conf = conf
+        description = f"{bundle.description} (lung mask and radiograph class)"
+        super().__init__(bundle, conf, dimension=2, description=description)
         self.allow_lateral = bool(conf.overrides.get("allow_lateral_views", False))
-        self._lock = threading.Lock()
-        self._model: RadiographSegmenter | None = None
-        self._stamp: tuple | None = None
-
-    def is_valid(self) -> bool:
-        return True  # listed before training too; a request then says what is missing
-
-    def get_path(self, validate: bool = True):
-        path = str(self.bundle.model_path)
-        return path if not validate or os.path.isfile(path) else None
+        self.how_to_train = (
+            f"Train the models first (radcascade demo {bundle.name}, or the train and train_classifier stages), or "
+            "start the server with --conf ckpt_root DIR where DIR/<workflow>/ holds them."
+        )
 
     def checkpoints(self) -> list[str]:
         """The checkpoint files this model reads: the lung segmenter's and the classifier's."""
         return [str(self.bundle.model_path), str(self.bundle.classifier_path)]
 
-    def _load(self) -> RadiographSegmenter:
-        missing = [p for p in self.checkpoints() if not os.path.isfile(p)]
-        if missing:
-            raise HTTPException(
-                status_code=409,
-                detail=f"{self.bundle.name}: no trained weights: {', '.join(missing)} not found. Train the models "
-                f"first (radcascade demo {self.bundle.name}, or the train and train_classifier stages), or start "
-                "the server with --conf ckpt_root DIR where DIR/<workflow>/ holds them.",
-            )
-        stamp = tuple(os.stat(p).st_mtime_ns for p in self.checkpoints())
-        if self._model is None or stamp != self._stamp:
-            logger.info("%s: loading %s", self.bundle.name, self.checkpoints())
-            overrides = self.conf.stage_overrides(self.bundle.name)
-            overrides["ckpt_dir"] = str(self.bundle.ckpt_dir)
-            self._model = RadiographSegmenter(self.bundle.name, classify=True, **overrides)
-            self._stamp = stamp
-        return self._model
+    def _build(self, overrides: dict) -> RadiographSegmenter:
+        return RadiographSegmenter(self.bundle.name, classify=True, **overrides)
 
     def __call__(self, request: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         image = request.get("image")
@@ -218,7 +214,7 @@ class RadiographSegmentation(InferTask):
         except RequestProblem as problem:
             raise HTTPException(status_code=problem.status, detail=problem.reason) from None
         start = time.perf_counter()
-        with self._lock:  # one model instance; MONAI Label may call from a thread pool
+        with self._lock:
             model = self._load()
             loaded = time.perf_counter()
             try:
