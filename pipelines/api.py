@@ -23,7 +23,7 @@ import os
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged
+from monai.transforms import Compose, EnsureChannelFirstd, LoadImaged, SaveImaged
 
 from pipelines.inference.cascade import input_facts
 from pipelines.workflows import get_workflow
@@ -132,9 +132,8 @@ class RadiographSegmenter:
         self.network = load_weights(parser.get_parsed_content("network"), parser.get_parsed_content("ckpt_path"))
         self.inferer = parser.get_parsed_content("inferer")
         self.preprocessing = parser.get_parsed_content("preprocessing")  # the instance that Invertd undoes
-        writers = ("SaveImaged",)  # the stage writes masks to files; here they are returned
-        steps = parser.get_parsed_content("postprocessing").transforms
-        self.postprocessing = Compose([t for t in steps if not type(t).__name__.endswith(writers)])
+        steps = parser.get_parsed_content("postprocessing").transforms  # the stage writes masks; here they are returned
+        self.postprocessing = Compose([t for t in steps if not isinstance(t, SaveImaged)])
         self.classifier = None
         if classify:
             self.classifier = load_weights(

@@ -39,12 +39,14 @@ from monailabel.tasks.activelearning.first import First
 from monailabel.tasks.activelearning.random import Random
 
 from pipelines.validation.path_safety import as_bool
+from pipelines.xray.radiograph_reader import RADIOGRAPH_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
-RADIOGRAPH_EXTENSIONS = ("*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.dcm")
-"""Datastore files of a server that serves the chest X-ray workflow, beside MONAI Label's defaults."""
+RADIOGRAPH_EXTENSIONS = tuple(f"*{suffix}" for suffix in RADIOGRAPH_SUFFIXES)
+"""Datastore files of a server that serves the chest X-ray workflow (the radiograph reader's suffixes), beside
+MONAI Label's defaults."""
 
 
 class CheckedLocalDatastore(LocalDatastore):

@@ -77,7 +77,7 @@ def check_uploaded_image(path: str | os.PathLike, shown: str, radiographs: bool 
     With ``radiographs`` (a server that serves the chest X-ray workflow), a PNG, JPEG, TIFF or single DICOM file
     is taken when the radiograph reader reads it (lateral views included: the model refuses them, with a reason)."""
     path = str(path)
-    if radiographs and is_radiograph_file(path) and not path.lower().endswith((".nii", ".nii.gz", ".nrrd")):
+    if radiographs and is_radiograph_file(path):  # by suffix or DICM preamble: never a NIfTI, NRRD or MetaImage
         problem = _radiograph_problem(path, shown, allow_lateral=True)
         if problem is not None:
             raise problem
@@ -115,7 +115,7 @@ def check_radiograph_for_model(path: str | os.PathLike, model: str, allow_latera
     shown = os.path.basename(path.rstrip(os.sep)) or path
     if not os.path.exists(path):
         raise RequestProblem(NOT_FOUND, f"{model}: image {shown!r} not found")
-    if not is_radiograph_file(path) or path.lower().endswith((".nii", ".nii.gz", ".nrrd", ".mha", ".mhd")):
+    if not is_radiograph_file(path):
         raise RequestProblem(
             UNPROCESSABLE,
             f"{model} segments radiographs (PNG, JPEG, TIFF, DICOM CR/DX), {shown} is not one: send volumes to the "
