@@ -63,6 +63,29 @@ def test_every_literal_path_initialises_alone_and_in_the_list_form(name, stage, 
 
 
 @pytest.mark.parametrize("name", [n for n, wf in WORKFLOWS.items() if wf.family == "3d"])
+def test_a_scan_shorter_than_the_window_is_padded_with_its_own_edge_slices(name):
+    """A 30-slice CT is shorter than the liver window: padded with zeros (the HU window's floor), the liver model
+    labelled the spleen and back muscles as liver (docs/real_scans.md). Each window must see only the scan's own
+    values: a uniform volume gives every voxel the same window mean."""
+    import torch
+
+    parser = ConfigParser()
+    parser.read_config(WORKFLOWS[name].config_files("inference"))
+    parser["sw_precision"] = "fp32"
+    inferer = parser.get_parsed_content("inferer", instantiate=True)
+    roi = parser.get_parsed_content("roi_size")
+    short = [max(1, r // 2) for r in roi]
+    volume = torch.full((1, 1, *short), 0.7)
+
+    def window_mean(windows: torch.Tensor) -> torch.Tensor:
+        return windows.mean(dim=(2, 3, 4), keepdim=True).expand_as(windows).clone()
+
+    out = inferer(volume, window_mean)
+    assert out.shape[-3:] == volume.shape[-3:]
+    assert torch.allclose(out, torch.full_like(out, 0.7), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [n for n, wf in WORKFLOWS.items() if wf.family == "3d"])
 def test_metadata_states_the_configs_classes_channels_patch_and_spacing(name):
     workflow = WORKFLOWS[name]
     metadata = json.loads((workflow.bundle_dir / "configs" / "metadata.json").read_text())
