@@ -8,6 +8,7 @@ import pytest
 from scipy import ndimage
 
 from pipelines.phantoms.liver_ct import main, make_liver_ct_phantom, write_liver_phantom_task
+from pipelines.phantoms.liver_ct_anatomy import gallbladder_mask, stomach_contents_hu
 
 SMALL = (96, 96, 24)
 SMALL_SPACING = (3.6, 3.6, 6.5)  # about the field of view of the default size, in fewer voxels
@@ -206,3 +207,49 @@ def test_default_task_varies_the_field_of_view(tmp_path):
     z_spacings = {round(float(nib.load(task / item["image"]).header.get_zooms()[2]), 3) for item in dataset["training"]}
     assert len(z_spacings) > 1  # the slice spacing grows with the case's range
     assert all(nib.load(task / item["image"]).shape == (32, 32, 8) for item in dataset["training"])
+
+
+def _grids(shape=(64, 64, 32), spacing=(5.0, 5.0, 5.0)):
+    axes = [(np.arange(n, dtype=np.float32) - (n - 1) / 2) * s for n, s in zip(shape, spacing, strict=True)]
+    zf = (np.arange(shape[2], dtype=np.float32) / (shape[2] - 1))[None, None, :]
+    return axes[0][:, None, None], axes[1][None, :, None], zf
+
+
+def test_gallbladder_lies_under_the_right_lobe_anterior_and_medial_or_is_absent():
+    """Four cases in five have a gallbladder: a sac anterior and medial of the right lobe's centre, its fundus near
+    the liver's lower edge, narrowing upwards; the rest had a cholecystectomy."""
+    x, y, zf = _grids()
+    full = (64, 64, 32)
+    centre, z_bot = (-60.0, 0.0), 0.25
+    present = 0
+    for seed in range(20):
+        mask = gallbladder_mask(np.random.default_rng(seed), x, y, zf, centre, 150.0, 110.0, 1.0, z_bot, full)
+        assert mask.shape == full and mask.dtype == bool
+        if not mask.any():
+            continue
+        present += 1
+        idx = np.argwhere(mask)
+        mx = x[idx[:, 0], 0, 0].mean()
+        my = y[0, idx[:, 1], 0].mean()
+        mz = zf[0, 0, idx[:, 2]]
+        assert centre[0] < mx < 0 and my > 0  # medial of the right lobe's centre (towards the midline), anterior
+        assert mz.min() < z_bot + 0.2 and mz.max() < z_bot + 0.5  # the fundus near the lower edge
+        areas = mask.sum(axis=(0, 1))
+        rows = np.nonzero(areas)[0]
+        assert areas[rows[-1]] < areas[rows].max()  # the neck, at the top, is narrower than the body
+    assert 10 <= present <= 19
+
+
+def test_stomach_contents_are_water_food_or_oral_contrast():
+    """Water (0-20 HU), food as dense as unenhanced liver (20-60 HU, mottled) or oral contrast (150-300 HU)."""
+    kinds = set()
+    for seed in range(40):
+        hu = stomach_contents_hu(np.random.default_rng(seed), (16, 16, 8))
+        mean = float(np.mean(hu))
+        if np.isscalar(hu):
+            assert 0 <= hu <= 20 or 150 <= hu <= 300
+            kinds.add("water" if hu <= 20 else "contrast")
+        else:
+            assert hu.shape == (16, 16, 8) and 20 <= mean <= 60 and hu.std() > 1
+            kinds.add("food")
+    assert kinds == {"water", "food", "contrast"}

@@ -12,6 +12,7 @@ from .sequences import (
     RandDropSequences,
     RandDropSequencesd,
 )
+from .short_scan import RandShortScan, RandShortScand
 from .slice_samples import RandSliceSamples, RandSliceSamplesd, SliceSamples, SliceSamplesd
 from .slices import ExtractSlices, ExtractSlicesd, SliceLabels, SliceLabelsd
 from .validation import CheckVolume, CheckVolumed
@@ -29,6 +30,8 @@ __all__ = [
     "KeepSequencesd",
     "RandDropSequences",
     "RandDropSequencesd",
+    "RandShortScan",
+    "RandShortScand",
     "RandSliceSamples",
     "RandSliceSamplesd",
     "ReloadFromSource",

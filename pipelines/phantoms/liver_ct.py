@@ -42,7 +42,13 @@ from pipelines.phantoms.common import (
     smooth_field,
     superellipse,
 )
-from pipelines.phantoms.liver_ct_anatomy import add_tumours, draw_ribs, keep_largest_component
+from pipelines.phantoms.liver_ct_anatomy import (
+    add_tumours,
+    draw_ribs,
+    gallbladder_mask,
+    keep_largest_component,
+    stomach_contents_hu,
+)
 from pipelines.phantoms.liver_ct_regions import BodyFrame, paint_lower_chest, paint_pelvis, psoas_muscles
 
 __all__ = ["case_z_range", "make_liver_ct_phantom", "write_liver_phantom_task", "main"]
@@ -53,7 +59,7 @@ DEFAULT_SHAPE = (224, 224, 64)
 DEFAULT_SPACING = (1.6, 1.6, 2.5)
 LABELS = {"0": "background", "1": "liver", "2": "cancer"}
 # Raised whenever the generator draws different phantoms: a task folder written by an older one is rewritten.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -75,7 +81,8 @@ def make_liver_ct_phantom(
     Contents (HU before noise): air -1000; subcutaneous fat about -100; abdominal wall and paraspinal muscle
     40-65; peritoneal soft tissue 25-45 with visceral fat patches; vertebral body (cortex 700-900, cancellous
     180-280), discs, spinal canal and posterior arch; ribs; aorta and IVC (40-150 depending on the contrast
-    phase); kidneys, spleen, stomach with an air-fluid level, bowel gas pockets (-1000..-800), lung bases;
+    phase); kidneys, spleen, stomach (an enhancing wall; water, food as dense as liver, or oral contrast; an air-fluid
+    level), gallbladder (bile -5..25 HU, under the right lobe; not liver), bowel gas pockets (-1000..-800), lung bases;
     liver parenchyma 48-66 without contrast, up to about 125 with it (one liver in eight fatty, 15-40 HU
     darker), with vessels; 0-4 tumours (radius 5-30 mm, mostly hypodense by 15-40 HU, some hyperdense); psoas
     muscles beside the lumbar spine. Below the iliac crests (0.9 to 1.05 of the abdomen's height below its top),
@@ -216,8 +223,15 @@ def make_liver_ct_phantom(
 
     st_c = (cx + 0.35 * half_w, cy + 0.2 * half_ap, rng.uniform(0.65, 0.8))
     st_r = (0.24 * half_w, 0.3 * half_ap, rng.uniform(0.15, 0.22))
-    stomach = (ellipsoid_radius(x, y, zf, st_c, st_r) < 1.0) & inner
-    paint(img, stomach, rng.uniform(5, 25))
+    st_rad = ellipsoid_radius(x, y, zf, st_c, st_r)
+    stomach = (st_rad < 1.0) & inner
+    rng.uniform(5, 25)  # the draw of the old uniform contents, kept so the later organs of a seed stay the same
+    # the new organs draw from their own generator, as the regions do
+    organ_rng = np.random.default_rng([int(seed), 2])
+    paint(img, stomach, muscle_hu + 25 * contrast)  # the wall, 3-5 mm, enhancing with contrast
+    paint(
+        img, (st_rad < 1.0 - organ_rng.uniform(3, 5) * u / min(st_r[:2])) & inner, stomach_contents_hu(organ_rng, full)
+    )
     gas_level = st_c[1] + st_r[1] * rng.uniform(-0.2, 1.1)  # above 1.0 * radius: collapsed, no gas
     paint(img, stomach & np.broadcast_to(y > gas_level, full), rng.uniform(-1000, -900))
 
@@ -271,6 +285,10 @@ def make_liver_ct_phantom(
     blend += 0.12 * smooth_field(rng, full, (6, 6, 5))
     liver = (blend < 1.0) & inner & ~(spine | vessels | kidneys | fossae | lungs | psoas | pelvis | chest)
     liver &= np.broadcast_to(zf >= z_bot, full)
+    right_centre = (cx - 0.43 * half_w, cy)
+    gallbladder = gallbladder_mask(organ_rng, x, y, zf, right_centre, half_w, half_ap, u, z_bot, full)
+    gallbladder &= inner & ~(spine | vessels | kidneys | psoas | pelvis | chest)
+    liver &= ~gallbladder
     # fat of a renal fossa left as a hole in an axial slice of the liver (above the kidney pole) becomes liver
     in_plane = np.zeros((3, 3, 3), dtype=bool)
     in_plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
@@ -288,6 +306,7 @@ def make_liver_ct_phantom(
     ves = np.abs(smooth_field(rng, full, (14, 14, 7))) < 0.12
     ves &= np.abs(smooth_field(rng, full, (14, 14, 7))) < 0.12
     paint(img, liver & ves, liver_hu + (-15 + 60 * contrast))
+    paint(img, gallbladder, organ_rng.uniform(-5, 25))
 
     label = np.zeros(full, dtype=np.uint8)
     label[liver] = 1

@@ -1,4 +1,5 @@
-"""Parts of the liver CT phantom drawn apart from the body: liver tumours, rib cross-sections, the largest component."""
+"""Parts of the liver CT phantom drawn apart from the body: liver tumours, the gallbladder, the stomach's contents,
+rib cross-sections, the largest component."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from scipy import ndimage
 
 from pipelines.phantoms.common import ellipsoid_radius, smooth_field
 
-__all__ = ["add_tumours", "draw_ribs", "keep_largest_component"]
+__all__ = ["add_tumours", "draw_ribs", "gallbladder_mask", "keep_largest_component", "stomach_contents_hu"]
 
 
 def add_tumours(rng, img, label, liver, grids, spacing, u, liver_hu) -> None:
@@ -82,3 +83,37 @@ def draw_ribs(rng, x, y, zf, center, a, b, u, full) -> np.ndarray:
             present = (np.sin(2 * np.pi * zf * rng.uniform(2, 4) + phase) > 0.2) & (zf > rng.uniform(0.2, 0.5))
             ribs |= (r < 1.0) & present
     return ribs
+
+
+def gallbladder_mask(rng, x, y, zf, liver_centre, half_w, half_ap, u, z_bot, full) -> np.ndarray:
+    """The gallbladder: a pear in the fossa under the right lobe, anterior and medial, reaching its lower edge.
+
+    Four cases in five have one (the rest had a cholecystectomy). Bile is near water (-5..25 HU): a dark,
+    smooth-walled sac against the liver, which a liver label leaves out, as TotalSegmentator's and LiTS's do.
+    """
+    if rng.random() >= 0.8:
+        return np.zeros(full, dtype=bool)
+    centre = (
+        liver_centre[0] + rng.uniform(0.1, 0.25) * half_w,  # medial of the right lobe's centre
+        liver_centre[1] + rng.uniform(0.25, 0.5) * half_ap,  # anterior
+        z_bot + rng.uniform(0.08, 0.2),  # its fundus at or below the liver's lower edge
+    )
+    radii = (rng.uniform(11, 18) * u, rng.uniform(11, 18) * u, rng.uniform(0.12, 0.22))
+    rad = ellipsoid_radius(x, y, zf, centre, radii, angle=rng.uniform(-0.6, 0.6))
+    # the neck narrows upwards: shrink the in-plane radius towards the top of the sac
+    taper = np.clip((zf - centre[2]) / radii[2], 0.0, 1.0)
+    return np.broadcast_to(rad < 1.0 - 0.4 * taper, full).copy()
+
+
+def stomach_contents_hu(rng, full) -> np.ndarray | float:
+    """What a stomach holds: water (0-20 HU), food (20-60 HU, mottled) or positive oral contrast (150-300 HU).
+
+    Food is as dense as liver parenchyma without contrast, so intensity alone cannot tell the stomach from the
+    left lobe that touches it; its wall and shape do.
+    """
+    kind = rng.choice(3, p=[0.35, 0.5, 0.15])
+    if kind == 0:
+        return float(rng.uniform(0, 20))
+    if kind == 1:
+        return rng.uniform(20, 60) + rng.uniform(5, 15) * smooth_field(rng, full, (10, 10, 5))
+    return float(rng.uniform(150, 300))
