@@ -28,6 +28,8 @@ from monai.utils import TransformBackends
 
 from pipelines.validation.errors import DataError
 
+from .same_draw import SameDrawForEveryKeyd
+
 __all__ = [
     "SEQUENCES_META_KEY",
     "FillMissingSequences",
@@ -327,7 +329,7 @@ class RandDropSequences(RandomizableTransform):
         return out.numpy() if isinstance(img, np.ndarray) else out
 
 
-class RandDropSequencesd(RandomizableTransform, MapTransform):
+class RandDropSequencesd(SameDrawForEveryKeyd):
     """Dictionary twin of :class:`RandDropSequences`: the same sequences are dropped from every key."""
 
     backend = RandDropSequences.backend
@@ -340,22 +342,4 @@ class RandDropSequencesd(RandomizableTransform, MapTransform):
         sequences: Sequence[str] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.dropper = RandDropSequences(1.0, subsets, sequences)
-
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.dropper.set_random_state(seed, state)
-        return self
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        self.randomize(None)
-        keys = list(self.key_iterator(d))
-        if not self._do_transform or not keys:
-            return d
-        self.dropper.randomize(d[keys[0]])
-        for key in keys:
-            d[key] = self.dropper(d[key], randomize=False)
-        return d
+        super().__init__(keys, RandDropSequences(1.0, subsets, sequences), prob, allow_missing_keys)

@@ -10,14 +10,14 @@ scan (centred, the odd slice of padding after it).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
-
 import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import RandomizableTransform
 from monai.utils import TransformBackends
+
+from .same_draw import SameDrawForEveryKeyd
 
 __all__ = ["RandShortScan", "RandShortScand"]
 
@@ -75,7 +75,7 @@ class RandShortScan(RandomizableTransform):
         return out.cpu().numpy() if isinstance(img, np.ndarray) else out
 
 
-class RandShortScand(RandomizableTransform, MapTransform):
+class RandShortScand(SameDrawForEveryKeyd):
     """Dictionary twin of :class:`RandShortScan`: the same run of slices for every key (image and label)."""
 
     backend = RandShortScan.backend
@@ -88,25 +88,12 @@ class RandShortScand(RandomizableTransform, MapTransform):
         axis: int = 2,
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.shortener = RandShortScan(1.0, min_slices, axis)
+        super().__init__(keys, RandShortScan(1.0, min_slices, axis), prob, allow_missing_keys)
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.shortener.set_random_state(seed, state)
-        return self
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        self.randomize(None)
-        keys = list(self.key_iterator(d))
-        if not self._do_transform or not keys:
-            return d
-        sizes = {int(d[key].shape[self.shortener.axis + 1]) for key in keys}
+    def randomize_array(self, values: list[NdarrayOrTensor]) -> None:
+        """One run of slices for every key: they must have the same length along the axis."""
+        axis = self.array_transform.axis
+        sizes = {int(value.shape[axis + 1]) for value in values}
         if len(sizes) != 1:
-            raise ValueError(f"RandShortScand: {keys} differ in length along axis {self.shortener.axis}: {sizes}")
-        self.shortener.randomize(sizes.pop())
-        for key in keys:
-            d[key] = self.shortener(d[key], randomize=False)
-        return d
+            raise ValueError(f"RandShortScand: {list(self.keys)} differ in length along axis {axis}: {sizes}")
+        self.array_transform.randomize(sizes.pop())
