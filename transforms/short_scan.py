@@ -10,12 +10,10 @@ scan (centred, the odd slice of padding after it).
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.data import MetaTensor
 from monai.transforms import RandomizableTransform
-from monai.utils import TransformBackends
+from monai.utils import TransformBackends, convert_to_dst_type
 
 from .same_draw import SameDrawForEveryKeyd
 
@@ -69,10 +67,7 @@ class RandShortScan(RandomizableTransform):
         before = (size - n) // 2
         tensor = torch.as_tensor(img)
         index = (torch.arange(size, device=tensor.device) - before).clamp(0, n - 1) + start
-        out = tensor.index_select(dim, index)
-        if isinstance(img, MetaTensor):
-            return MetaTensor(out, meta=dict(img.meta), applied_operations=list(img.applied_operations))
-        return out.cpu().numpy() if isinstance(img, np.ndarray) else out
+        return convert_to_dst_type(tensor.index_select(dim, index), img)[0]  # img's type, with its metadata
 
 
 class RandShortScand(SameDrawForEveryKeyd):
