@@ -109,6 +109,10 @@ def run_case(
     return row
 
 
+PER_CASE_LIMIT = 20  # more radiographs than this: only the failures and the lowest Dice are printed
+WORST_SHOWN = 10
+
+
 def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_path: Path, json_path) -> int:
     """A 2D workflow (chest X-ray): the inference stage once over the real radiographs, as a user runs it, then the
     Dice of each written lung mask (at the input's own size) against the real mask; time and peak memory."""
@@ -153,7 +157,11 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
             rows.append(row)
     failed = sum("error" in r for r in rows)
     print(f"{workflow}: {len(items)} real radiograph(s) from {datalist_path}, {failed} failed")
-    for row in rows:
+    scored = sorted((r for r in rows if "lung_dice" in r), key=lambda r: r["lung_dice"])
+    shown = rows if len(rows) <= PER_CASE_LIMIT else [r for r in rows if "error" in r] + scored[:WORST_SHOWN]
+    if len(shown) < len(rows):
+        print(f"  the failures and the {WORST_SHOWN} lowest Dice of {len(rows)} (every case in --json):")
+    for row in shown:
         if "error" in row:
             print(f"  {row['case']}: FAILED {row['error']}")
         else:
@@ -163,9 +171,20 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
                 p = row["class_probabilities"][row["class"].lower().replace(" ", "_")]
                 label = f"; class {row['class']} (p {p:.2f})"
             print(f"  {row['case']}: {dice}; mask at the input's size: {row['size_kept']}{label}")
-    scored = [r["lung_dice"] for r in rows if "lung_dice" in r]
-    if scored:
-        print(f"mean lung Dice {np.mean(scored):.3f} (min {np.min(scored):.3f}) over {len(scored)} radiographs")
+    if not all(r.get("size_kept", True) for r in rows):
+        print(f"  masks NOT at the input's size: {[r['case'] for r in rows if r.get('size_kept') is False]}")
+    groups = {"all": scored} if scored else {}
+    for row in scored:  # by the case id's source prefix: cxr_chncxr_0001_0 -> chncxr
+        groups.setdefault(row["case"].split("_")[1] if row["case"].count("_") >= 2 else "other", []).append(row)
+    for group, members in groups.items():
+        dice = np.array([r["lung_dice"] for r in members])
+        if len(groups) == 2 and group != "all":
+            continue
+        print(
+            f"lung Dice, {group} ({dice.size} radiographs): mean {dice.mean():.3f}, median {np.median(dice):.3f}, "
+            f"5th percentile {np.percentile(dice, 5):.3f}, min {dice.min():.3f}; >= 0.90 on "
+            f"{(dice >= 0.90).mean():.0%}"
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"inference stage {seconds:.1f} s for {len(items)} radiographs (start-up included); peak RSS {peak:.0f} MiB")
     if json_path:

@@ -53,13 +53,49 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _collection_cases(collection: Mapping, manifest_path: Path) -> list[dict]:
+    """The cases of a collection: each file under ``images`` in its checksum file (``<sha256>  <path>`` lines,
+    sha256sum's format) whose namesake under ``labels`` is listed too, as a case named ``id_prefix`` + the file's
+    stem in lower case, with the collection's other fields.
+
+    Raises:
+        DataError: when the checksum file is missing or a line is not ``<sha256>  <path>``.
+    """
+    listing = manifest_path.parent / collection["checksums"]
+    try:
+        lines = listing.read_text().splitlines()
+    except OSError as error:
+        raise DataError([f"{manifest_path}: collection of {collection.get('source')!r}: {error}"]) from error
+    digests = {}
+    for number, line in enumerate(lines, 1):
+        parts = line.split(maxsplit=1)
+        if len(parts) != 2 or len(parts[0]) != 64:
+            raise DataError([f"{listing}:{number}: expected '<sha256>  <path>', got {line[:80]!r}"])
+        digests[parts[1].lstrip("*")] = parts[0]
+    shared = {k: v for k, v in collection.items() if k not in ("id_prefix", "checksums", "images", "labels", "label")}
+    cases = []
+    for image_path in sorted(p for p in digests if p.startswith(collection["images"])):
+        name = image_path[len(collection["images"]) :]
+        label_path = collection["labels"] + name
+        if label_path not in digests:
+            continue
+        case = {"id": collection["id_prefix"] + Path(name).stem.lower(), **shared, "collection": listing.name}
+        case["image"] = {"path": image_path, "sha256": digests[image_path]}
+        case["label"] = {**collection["label"], "path": label_path, "sha256": digests[label_path]}
+        cases.append(case)
+    return cases
+
+
 def load_manifest(path: str | os.PathLike = MANIFEST) -> dict:
-    """The manifest, with each case's fields checked (id, source, workflow, image path and sha256).
+    """The manifest, its collections expanded into cases, with each case's fields checked (id, source, workflow,
+    image path and sha256).
 
     Raises:
         DataError: naming the manifest and every malformed case.
     """
     manifest = json.loads(Path(path).read_text())
+    for collection in manifest.get("collections", []):
+        manifest.setdefault("cases", []).extend(_collection_cases(collection, Path(path)))
     problems = []
     for i, case in enumerate(manifest.get("cases", [])):
         missing = [k for k in ("id", "source", "workflow") if not case.get(k)]
@@ -128,11 +164,13 @@ class PreparedReal:
         found: case id -> its image (and mapped label) paths.
         missing: case id -> where to get it.
         datalists: workflow -> the datalist written.
+        in_collection: case id -> the checksum file of its collection, for the cases listed by a collection.
     """
 
     found: dict[str, dict[str, str]] = field(default_factory=dict)
     missing: dict[str, str] = field(default_factory=dict)
     datalists: dict[str, str] = field(default_factory=dict)
+    in_collection: dict[str, str] = field(default_factory=dict)
 
 
 def prepare_real(
@@ -153,6 +191,8 @@ def prepare_real(
             roots.append(REPO_ROOT / case["in_repository"])
         files = _image_files(case) | ({"label": case["label"]} if case.get("label") else {})
         paths = {role: _find(entry["path"], roots, folder) for role, entry in files.items()}
+        if case.get("collection"):
+            result.in_collection[case["id"]] = case["collection"]
         if any(p is None for p in paths.values()):
             result.missing[case["id"]] = _where_to_get(manifest, case)
             continue
@@ -214,7 +254,11 @@ def run(args: argparse.Namespace) -> int:
     except DataError as error:
         print(f"prepare-real: {error}", file=sys.stderr)
         return 2
+    found_in: dict[str, int] = {}
     for case_id, paths in prepared.found.items():
+        if case_id in prepared.in_collection:
+            found_in[prepared.in_collection[case_id]] = found_in.get(prepared.in_collection[case_id], 0) + 1
+            continue
         image = paths["image"]
         shown = (
             image
@@ -222,8 +266,17 @@ def run(args: argparse.Namespace) -> int:
             else f"{image[0]}" + (f" (+{len(image) - 1} more)" if len(image) > 1 else "")
         )
         print(f"found    {case_id}: {shown}")
+    for listing, count in found_in.items():
+        print(f"found    {count} cases of the collection {listing}")
+    collections: dict[str, list[str]] = {}
     for case_id, where in prepared.missing.items():
-        print(f"missing  {case_id}: get it from {where}")
+        if case_id in prepared.in_collection:
+            collections.setdefault(prepared.in_collection[case_id], []).append(case_id)
+        else:
+            print(f"missing  {case_id}: get it from {where}")
+    for listing, case_ids in collections.items():
+        source = prepared.missing[case_ids[0]].rsplit(": ", 1)[0]
+        print(f"missing  {len(case_ids)} cases of the collection {listing} ({case_ids[0]} ...): get them from {source}")
     for workflow, path in prepared.datalists.items():
         print(f"datalist {workflow}: {path}")
         print(f"  evaluate: radcascade run {workflow} evaluate --set data_list_file_path={path} --set dataset_dir=/")

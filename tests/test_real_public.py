@@ -123,3 +123,55 @@ def test_a_label_stored_with_flipped_rows_lies_on_its_images_grid(tmp_path):
     nib.save(nib.Nifti1Image(values, shifted), tmp_path / "shifted.nii.gz")
     problems = check_pair(REAL / "example_ct_sm.nii.gz", tmp_path / "shifted.nii.gz")
     assert len(problems) == 1 and "affine (origin/direction) differs" in problems[0]
+
+
+def test_a_collection_lists_many_radiographs_by_a_checksum_file(tmp_path, capsys):
+    """A collection's checksum file (sha256sum's format) gives one case per image with a same-named mask; found
+    and missing collection cases are counted in one line each, not listed one by one."""
+    from PIL import Image
+
+    fetched = tmp_path / "fetched" / "data"
+    for folder in ("cxr", "masks"):
+        (fetched / folder).mkdir(parents=True)
+    lines = []
+    for name in ("MCUCXR_0001_0.png", "CHNCXR_0002_1.png", "CHNCXR_0003_0.png"):
+        Image.fromarray(np.full((6, 8), 90, np.uint8)).save(fetched / "cxr" / name)
+        Image.fromarray(np.full((6, 8), 255, np.uint8)).save(fetched / "masks" / name)
+        lines += [f"{sha256_of(fetched / f / name)}  {f}/{name}" for f in ("cxr", "masks")]
+    lines.append(f"{'0' * 64}  cxr/no_mask.png")  # an image without a mask is no case
+    (tmp_path / "checksums").mkdir()
+    (tmp_path / "checksums" / "src.sha256").write_text("\n".join(lines) + "\n")
+    manifest = {
+        "sources": {"src": {"repository": "https://example.org/repo", "commit": "0" * 40, "licence": "MIT",
+                            "folder": "data"}},
+        "collections": [{"id_prefix": "cxr_", "source": "src", "workflow": "chest_xray", "modality": "DX",
+                         "checksums": "checksums/src.sha256", "images": "cxr/", "labels": "masks/",
+                         "label": {"threshold": 128}, "in_repository": None, "why_not_in_repository": "licence"}],
+    }  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    cases = load_manifest(tmp_path / "manifest.json")["cases"]
+    assert [c["id"] for c in cases] == ["cxr_chncxr_0002_1", "cxr_chncxr_0003_0", "cxr_mcucxr_0001_0"]
+    assert cases[0]["label"] == {"threshold": 128, "path": "masks/CHNCXR_0002_1.png",
+                                 "sha256": sha256_of(fetched / "masks" / "CHNCXR_0002_1.png")}  # fmt: skip
+
+    (fetched / "cxr" / "CHNCXR_0003_0.png").unlink()  # one case not fetched
+    prepared = prepare_real([tmp_path / "fetched"], tmp_path / "out", tmp_path / "manifest.json")
+    assert sorted(prepared.found) == ["cxr_chncxr_0002_1", "cxr_mcucxr_0001_0"]
+    assert list(prepared.missing) == ["cxr_chncxr_0003_0"]
+    assert len(json.loads(Path(prepared.datalists["chest_xray"]).read_text())["test"]) == 2
+
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(fetched / "masks" / "MCUCXR_0001_0.png")  # changed
+    with pytest.raises(DataError, match=r"masks/MCUCXR_0001_0.png: sha256 \w+ differs"):
+        prepare_real([tmp_path / "fetched"], tmp_path / "out", tmp_path / "manifest.json")
+
+    (tmp_path / "checksums" / "src.sha256").write_text("not a checksum line\n")
+    with pytest.raises(DataError, match=r"src.sha256:1: expected '<sha256>  <path>'"):
+        load_manifest(tmp_path / "manifest.json")
+
+
+def test_prepare_real_counts_a_collections_cases_in_one_line(tmp_path, capsys):
+    assert main(["prepare-real", "--output-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "missing  704 cases of the collection rochadiego_cxr.sha256 (cxr_chncxr_0001_0 ...): get them from " \
+           "https://github.com/rochadiego/MultiResUNet-lung-segmentation at 234c65b" in out  # fmt: skip
+    assert "cxr_mcucxr_0001_0" not in out
