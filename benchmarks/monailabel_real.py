@@ -14,7 +14,7 @@ response says the input held, and the request's wall time; then the server's pea
   Studies without a label (with skull) go through as they are.
 
     radcascade prepare-real --output-dir runs/real --from DIR ...        # once: checks the files, writes datalists
-    python benchmarks/monailabel_real.py chest_xray
+    python benchmarks/monailabel_real.py chest_xray --max-cases 24
     python benchmarks/monailabel_real.py brain --subsets all FLAIR+T1ce FLAIR
 
 Needs ``.venv-monailabel`` (``bash scripts/setup_monailabel_env.sh``). Real cases are for evaluation only: never
@@ -142,11 +142,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--datalist", default=None, help="default: runs/real/<workflow>_real.json")
     parser.add_argument("--subsets", nargs="+", default=["all", "FLAIR+T1ce", "FLAIR"], help="brain: sequences")
     parser.add_argument("--json", default=None, help="also write the rows here")
+    parser.add_argument(
+        "--max-cases", type=int, default=None, help="at most N cases, evenly spread over the datalist (e.g. 24 of 704)"
+    )
     args = parser.parse_args(argv)
     found = real_cases(args.workflow, args.datalist)
     if found is None:
         return 2
     datalist_path, items = found
+    if args.max_cases and len(items) > args.max_cases:  # every k-th case: both sources, both findings
+        items = [items[i] for i in np.linspace(0, len(items) - 1, args.max_cases).round().astype(int)]
     with tempfile.TemporaryDirectory(prefix="monailabel_real_") as tmp:
         work = Path(tmp)
         (work / "datastore").mkdir()

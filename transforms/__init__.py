@@ -1,6 +1,7 @@
 """MONAI transforms of the project: array transforms and their dictionary twins (suffix ``d``)."""
 
 from .brain_extraction import SkullStrip, SkullStripd
+from .film_border import RandFilmBorder, RandFilmBorderd
 from .foreground_box import InForegroundBox, InForegroundBoxd
 from .io import ReloadFromSource, ReloadFromSourced
 from .resample import ResampleToSource, ResampleToSourced
@@ -30,6 +31,8 @@ __all__ = [
     "KeepSequencesd",
     "RandDropSequences",
     "RandDropSequencesd",
+    "RandFilmBorder",
+    "RandFilmBorderd",
     "RandShortScan",
     "RandShortScand",
     "RandSliceSamples",
