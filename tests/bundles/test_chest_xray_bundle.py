@@ -347,3 +347,39 @@ def test_segmenter_network_def_maps_a_radiograph_to_two_class_logits():
     with torch.no_grad():
         out = parser.get_parsed_content("network_def")(torch.zeros(2, 1, 64, 48))
     assert out.shape == (2, 2, 64, 48)
+
+
+def test_real_scans_benchmark_scores_radiographs_and_summarises_them_per_source(
+    trained_segmenter, trained_classifier, tmp_path, capsys
+):
+    """``benchmarks/real_scans.py chest_xray`` on radiographs with masks named as the real collection's cases: Dice
+    per radiograph at the input's size, the summary per source, only the lowest cases when there are many."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "real_scans.py"
+    spec = importlib.util.spec_from_file_location("benchmark_real_scans", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    root = Path(trained_segmenter["dataset_dir"])
+    entries = _test_entries(trained_segmenter)[:3]
+    items = [
+        {"id": f"cxr_{source}_{i:04d}_0", "image": str(root / e["image"]), "label": str(root / e["label"])}
+        for i, (source, e) in enumerate(zip(["mcucxr", "chncxr", "chncxr"], entries, strict=True))
+    ]
+    datalist = tmp_path / "chest_xray_real.json"
+    datalist.write_text(json.dumps({"training": [], "test": items, "unlabelled": []}))
+    sets = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in trained_segmenter.items()]
+    bench.PER_CASE_LIMIT, bench.WORST_SHOWN = 2, 1  # as with the 704: the lowest cases only
+    args = ["chest_xray", "--datalist", str(datalist), "--json", str(tmp_path / "rows.json")]
+    assert bench.main([*args, *sum((["--set", s] for s in sets), [])]) == 0
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [r["case"] for r in rows] == [item["id"] for item in items]
+    assert all(0.0 <= r["lung_dice"] <= 1.0 and r["size_kept"] and r["class"] in CLASSES for r in rows)
+    out = capsys.readouterr().out
+    assert "chest_xray: 3 real radiograph(s)" in out and "0 failed" in out
+    assert "the failures and the 1 lowest Dice of 3 (every case in --json)" in out
+    lowest = min(rows, key=lambda r: r["lung_dice"])
+    assert sum(f"  {r['case']}: lung Dice" in out for r in rows) == 1 and f"  {lowest['case']}: lung Dice" in out
+    dice = np.array([r["lung_dice"] for r in rows])
+    assert f"lung Dice, all (3 radiographs): mean {dice.mean():.3f}, median {np.median(dice):.3f}" in out
+    assert "lung Dice, mcucxr (1 radiographs)" in out and "lung Dice, chncxr (2 radiographs)" in out
