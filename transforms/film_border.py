@@ -11,14 +11,15 @@ image's darkest (or, less often, brightest) grey level; the mask is shrunk with 
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.config import KeysCollection, NdarrayOrTensor
-from monai.transforms import MapTransform, RandomizableTransform
+from monai.transforms import RandomizableTransform
 from monai.utils import TransformBackends, convert_to_dst_type, ensure_tuple_rep
+
+from .same_draw import SameDrawForEveryKeyd
 
 __all__ = ["RandFilmBorder", "RandFilmBorderd"]
 
@@ -94,7 +95,7 @@ class RandFilmBorder(RandomizableTransform):
         return convert_to_dst_type(out.to(tensor.dtype), img)[0]
 
 
-class RandFilmBorderd(RandomizableTransform, MapTransform):
+class RandFilmBorderd(SameDrawForEveryKeyd):
     """Dictionary twin of :class:`RandFilmBorder`: one draw for every key (radiograph and mask alike), with each
     key's own interpolation ``mode`` and ``fill`` (defaults: the radiograph ``"area"`` and the drawn border, the
     mask ``"nearest"`` and 0)."""
@@ -111,27 +112,17 @@ class RandFilmBorderd(RandomizableTransform, MapTransform):
         fill: str | float | Sequence[str | float] = (FILL_FILM, 0),
         allow_missing_keys: bool = False,
     ) -> None:
-        MapTransform.__init__(self, keys, allow_missing_keys)
-        RandomizableTransform.__init__(self, prob)
-        self.border = RandFilmBorder(1.0, scale_range, bright_prob)
-        self.mode = ensure_tuple_rep(mode, len(self.keys))
-        self.fill = ensure_tuple_rep(fill, len(self.keys))
+        super().__init__(keys, RandFilmBorder(1.0, scale_range, bright_prob), prob, allow_missing_keys)
+        modes, fills = ensure_tuple_rep(mode, len(self.keys)), ensure_tuple_rep(fill, len(self.keys))
+        self._per_key = {key: {"mode": m, "fill": f} for key, m, f in zip(self.keys, modes, fills, strict=True)}
 
-    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None):
-        super().set_random_state(seed, state)
-        self.border.set_random_state(seed, state)
-        return self
-
-    def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
-        d = dict(data)
-        self.randomize(None)
-        present = [(key, m, f) for key, m, f in self.key_iterator(d, self.mode, self.fill)]
-        if not self._do_transform or not present:
-            return d
-        shapes = {tuple(d[key].shape[1:]) for key, _, _ in present}
+    def randomize_array(self, values: list[NdarrayOrTensor]) -> None:
+        """One shrink and place for every key: they must have the same spatial shape."""
+        shapes = {tuple(value.shape[1:]) for value in values}
         if len(shapes) != 1:
             raise ValueError(f"RandFilmBorderd: {list(self.keys)} differ in spatial shape: {sorted(shapes)}")
-        self.border.randomize(shapes.pop())
-        for key, mode, fill in present:
-            d[key] = self.border(d[key], randomize=False, mode=mode, fill=fill)
-        return d
+        self.array_transform.randomize(shapes.pop())
+
+    def array_arguments(self, key: Hashable) -> dict:
+        """The key's own ``mode`` and ``fill``."""
+        return self._per_key[key]

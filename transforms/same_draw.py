@@ -17,7 +17,8 @@ class SameDrawForEveryKeyd(RandomizableTransform, MapTransform):
 
     ``prob`` is this twin's own: with probability ``1 - prob`` nothing is drawn and the data pass unchanged.
     Subclasses set ``array_transform`` and may override :meth:`randomize_array` (by default it draws from the
-    first key's value).
+    first key's value) and :meth:`array_arguments` (each key's own keyword arguments to the array transform, such
+    as an image's and a mask's interpolation).
     """
 
     def __init__(
@@ -40,6 +41,10 @@ class SameDrawForEveryKeyd(RandomizableTransform, MapTransform):
         """Make the array transform's one draw for ``values`` (the keys' values, in key order)."""
         self.array_transform.randomize(values[0])
 
+    def array_arguments(self, key: Hashable) -> dict:
+        """Keyword arguments of the array transform's call for ``key`` (none by default)."""
+        return {}
+
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)
         self.randomize(None)
@@ -48,5 +53,5 @@ class SameDrawForEveryKeyd(RandomizableTransform, MapTransform):
             return d
         self.randomize_array([d[key] for key in keys])
         for key in keys:
-            d[key] = self.array_transform(d[key], randomize=False)
+            d[key] = self.array_transform(d[key], randomize=False, **self.array_arguments(key))
         return d
