@@ -20,6 +20,7 @@ from pipelines.api import RadiographSegmenter
 from pipelines.phantoms.chest_xray import write_chest_xray_phantom_dataset
 from pipelines.validation.errors import find_data_error
 from pipelines.workflows import STAGE_TYPES, get_workflow
+from tests.benchmark_modules import load_benchmark
 from tests.radiograph_files import write_radiograph_dicom
 
 WORKFLOW = get_workflow("chest_xray")
@@ -354,12 +355,7 @@ def test_real_scans_benchmark_scores_radiographs_and_summarises_them_per_source(
 ):
     """``benchmarks/real_scans.py chest_xray`` on radiographs with masks named as the real collection's cases: Dice
     per radiograph at the input's size, the summary per source, only the lowest cases when there are many."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "real_scans.py"
-    spec = importlib.util.spec_from_file_location("benchmark_real_scans", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("real_scans")
     root = Path(trained_segmenter["dataset_dir"])
     entries = _test_entries(trained_segmenter)[:3]
     items = [

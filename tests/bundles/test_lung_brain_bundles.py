@@ -19,6 +19,7 @@ from data_manifests.covid19_20 import build_covid19_20_datalist
 from pipelines.phantoms.brain_mr import write_brain_phantom_task
 from pipelines.phantoms.lung_ct import write_lung_ct_phantom_task
 from pipelines.workflows import get_workflow
+from tests.benchmark_modules import load_benchmark
 
 from .conftest import SHRINK_NETWORK, run_bundle_stage
 
@@ -204,16 +205,6 @@ def test_brain_inference_strips_a_head_with_flair_and_t1ce_only(trained, tmp_pat
     assert report["input"] == {"sequences_used": "FLAIR+T1ce", "brain_extraction": "extracted"}
 
 
-def _load_benchmark(name: str):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_brain_benchmarks_score_studies_with_some_sequences(trained, tmp_path, capsys):
     """benchmarks/sequence_subsets.py and benchmarks/real_scans.py run on the tiny model (figures not asserted:
     a one-epoch model), a datalist entry naming two sequences included."""
@@ -223,7 +214,7 @@ def test_brain_benchmarks_score_studies_with_some_sequences(trained, tmp_path, c
     settings = [f"{k}={json.dumps(v)}" for k, v in overrides.items() if not isinstance(v, dict)]
     sets = [arg for pair in settings for arg in ("--set", pair)]
     assert (
-        _load_benchmark("sequence_subsets").main(
+        load_benchmark("sequence_subsets").main(
             [*sets, "--subsets", "FLAIR", "T1ce+FLAIR", "--json", str(tmp_path / "s.json")]
         )
         == 0
@@ -243,9 +234,7 @@ def test_brain_benchmarks_score_studies_with_some_sequences(trained, tmp_path, c
     real = tmp_path / "brain_real.json"
     real.write_text(json.dumps({"test": [{**study, "label": str(root / entry["label"])}], "unlabelled": []}))
     assert (
-        _load_benchmark("real_scans").main(
-            ["brain", "--datalist", str(real), *sets, "--json", str(tmp_path / "r.json")]
-        )
+        load_benchmark("real_scans").main(["brain", "--datalist", str(real), *sets, "--json", str(tmp_path / "r.json")])
         == 0
     )
     (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
