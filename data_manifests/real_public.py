@@ -184,11 +184,10 @@ def prepare_real(
     manifest = load_manifest(manifest_path)
     out = Path(output_dir).resolve()
     result, problems, entries = PreparedReal(), [], {}
+    fetched = [Path(d).resolve() for d in from_dirs]  # once, not per case: a collection has hundreds
     for case in manifest["cases"]:
         folder = manifest["sources"][case["source"]].get("folder", ".")
-        roots = [Path(d).resolve() for d in from_dirs]
-        if case.get("in_repository"):
-            roots.append(REPO_ROOT / case["in_repository"])
+        roots = fetched + ([REPO_ROOT / case["in_repository"]] if case.get("in_repository") else [])
         files = _image_files(case) | ({"label": case["label"]} if case.get("label") else {})
         paths = {role: _find(entry["path"], roots, folder) for role, entry in files.items()}
         if case.get("collection"):
