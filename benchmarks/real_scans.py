@@ -177,9 +177,9 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
     for row in scored:  # by the case id's source prefix: cxr_chncxr_0001_0 -> chncxr
         groups.setdefault(row["case"].split("_")[1] if row["case"].count("_") >= 2 else "other", []).append(row)
     for group, members in groups.items():
-        dice = np.array([r["lung_dice"] for r in members])
-        if len(groups) == 2 and group != "all":
+        if len(groups) == 2 and group != "all":  # one source: its line would repeat "all"
             continue
+        dice = np.array([r["lung_dice"] for r in members])
         print(
             f"lung Dice, {group} ({dice.size} radiographs): mean {dice.mean():.3f}, median {np.median(dice):.3f}, "
             f"5th percentile {np.percentile(dice, 5):.3f}, min {dice.min():.3f}; >= 0.90 on "
