@@ -10,7 +10,8 @@ memory are its own. Printed:
 * the inference command users run (``radcascade run <workflow> inference``) on the NIfTI and on the DICOM series:
   wall time and peak RSS;
 * the same stages in one process, timed one by one: start-up to the first read, read, preprocess, gate, network,
-  resample back, post-process, write;
+  resample back, post-process, write, each with the process's peak RSS during it (Linux ``VmHWM``, reset before
+  each stage; start-up: the peak before the first read);
 * the I/O floor: nibabel reading the NIfTI and writing a uint8 mask of its size (and SimpleITK reading the series);
 * the zoo-style pipeline (LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, ScaleIntensityRanged, MONAI's
   SlidingWindowInferer, Invertd, AsDiscreted, SaveImaged) with the same network and weights, and the Dice of its
@@ -56,8 +57,12 @@ post = p.get_parsed_content("prediction_postprocessing")
 resample, label_post = Compose(post[:2]), Compose(post[2:] + [p.get_parsed_content("prediction_mapping")])
 write = Compose(p.get_parsed_content("output_transforms")[1:2])
 times = {"startup": 0.0}  # the parent takes the process's wall time less the stages
+def rss(field):  # MiB, Linux
+    return next(int(l.split()[1]) / 1024 for l in open("/proc/self/status") if l.startswith(field + ":"))
+peaks = {"startup": rss("VmHWM")}
 def step(name, fn, *a):
-    s = time.perf_counter(); r = fn(*a); times[name] = time.perf_counter() - s; return r
+    open("/proc/self/clear_refs", "w").write("5")  # VmHWM starts again from VmRSS: this stage's own peak
+    s = time.perf_counter(); r = fn(*a); times[name] = time.perf_counter() - s; peaks[name] = rss("VmHWM"); return r
 d = step("read", read, {"image": path})
 d = step("preprocess", checks, d)
 with torch.inference_mode():
@@ -70,6 +75,7 @@ d = step("resample back", resample, d)
 d = step("post-process", label_post, d)
 step("write", write, d)
 times["kept"] = f"{report.get('slices_kept', '?')}/{report.get('num_slices', '?')}"
+times["peaks"] = peaks
 print(json.dumps(times))
 """
 
@@ -229,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  radcascade run {args.workflow} inference, {label}: {wall:.1f} s wall, peak RSS {peak:.2f} GiB")
 
         stages, wall, peak = _child(_STAGES, args.workflow, str(nifti), f"{tmp}/stages")
+        peaks = stages.pop("peaks")
+        peak = max(peaks.values()) / 1024  # resetting VmHWM per stage leaves wait4 only the last stage's peak
         after = sum(v for k, v in stages.items() if k not in ("startup", "kept") and not k.startswith("  "))
         startup = wall - after  # process start to the first read: interpreter, imports, config, weights
         stages["startup"] = startup
@@ -238,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         for key, value in stages.items():
             if key != "kept":
-                print(f"    {key:<28s} {value:7.2f} s")
+                peak_mib = f"   peak RSS {peaks[key] / 1024:.2f} GiB" if key in peaks else ""
+                print(f"    {key:<28s} {value:7.2f} s{peak_mib}")
         floor, _, _ = _child(_FLOOR, str(nifti), f"{tmp}/floor.nii.gz")
         io_floor = floor["read"] + floor["write"]
         print(f"  I/O floor: nibabel read {floor['read']:.2f} s + write {floor['write']:.2f} s = {io_floor:.2f} s")

@@ -86,3 +86,36 @@ def test_failed_write_keeps_the_previous_prediction(tmp_path):
         AtomicSaveImaged(keys="pred", output_dir=tmp_path, writer=HalfWriter, **SETTINGS)({"pred": _prediction()})
     assert (tmp_path / "case_3_seg.nii.gz").read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["case_3_seg.nii.gz"]
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.float32])
+def test_written_voxels_never_pass_through_a_float_copy(tmp_path, dtype):
+    """Without resampling, the mask goes to nibabel as it is (MONAI's writer makes a float32 copy of the whole
+    volume first), in Fortran order, and the file holds the same voxels and affine as MONAI's writer gives."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    values = torch.zeros(1, 30, 28, 20, dtype=dtype)
+    values[0, 5:20, 4:15, 3:12] = 1
+    values[0, 8:10, 6:9, 5:7] = 2
+    prediction = MetaTensor(values, affine=AFFINE.clone(), meta={"filename_or_obj": "/data/big.nii.gz"})
+    seen = []
+
+    class RecordFloatCopies(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor) and t.is_floating_point() and t.numel() >= values.numel():
+                    seen.append(str(func))
+            return out
+
+    settings = {**SETTINGS, "output_dtype": None}
+    with RecordFloatCopies():
+        AtomicSaveImage(output_dir=str(tmp_path / "ours"), **settings)(prediction.clone())
+    if dtype != torch.float32:
+        assert not seen, seen
+    SaveImage(output_dir=str(tmp_path / "monai"), **settings)(prediction.clone())
+    ours, monai = nib.load(tmp_path / "ours" / "big_seg.nii.gz"), nib.load(tmp_path / "monai" / "big_seg.nii.gz")
+    np.testing.assert_array_equal(np.asanyarray(ours.dataobj), np.asanyarray(monai.dataobj))
+    np.testing.assert_allclose(ours.affine, monai.affine)
+    assert ours.get_data_dtype() == monai.get_data_dtype()

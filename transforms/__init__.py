@@ -14,6 +14,7 @@ from .sequences import (
     RandDropSequencesd,
 )
 from .short_scan import RandShortScan, RandShortScand
+from .slab_spacing import SlabSpacing, SlabSpacingd, SlabSpatialResample
 from .slice_samples import RandSliceSamples, RandSliceSamplesd, SliceSamples, SliceSamplesd
 from .slices import ExtractSlices, ExtractSlicesd, SliceLabels, SliceLabelsd
 from .validation import CheckVolume, CheckVolumed
@@ -43,6 +44,9 @@ __all__ = [
     "ResampleToSourced",
     "SkullStrip",
     "SkullStripd",
+    "SlabSpacing",
+    "SlabSpacingd",
+    "SlabSpatialResample",
     "SliceLabels",
     "SliceLabelsd",
     "SliceSamples",

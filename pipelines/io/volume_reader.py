@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from monai.data import ImageReader, ITKReader, NibabelReader
@@ -30,7 +32,7 @@ from monai.utils import ensure_tuple
 
 from pipelines.io.dicom_reader import DicomSeriesFolderReader
 
-__all__ = ["ThreadSafeNibabelReader", "VolumeReader", "NIFTI_SUFFIXES", "c_ordered"]
+__all__ = ["ThreadSafeNibabelReader", "VolumeReader", "NIFTI_SUFFIXES", "c_ordered", "read_c_ordered"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
@@ -45,6 +47,36 @@ def c_ordered(array: np.ndarray) -> np.ndarray:
     except TypeError:
         return np.ascontiguousarray(array)
     return reversed_view.permute(*reversed(range(array.ndim))).contiguous().numpy()
+
+
+def read_c_ordered(proxy, slab_bytes: int = 2**26) -> np.ndarray:
+    """The voxels of a nibabel array proxy (scaled as ``np.asanyarray(proxy)`` scales them), in C order.
+
+    A NIfTI file stores x fastest (Fortran order); reading it whole, then reordering, holds two copies of the volume
+    at once. Here slabs of the last axis (contiguous in the file, read in file order) are copied into the C-ordered
+    result one at a time: the peak is the result plus one slab of ``slab_bytes``.
+    """
+    shape = tuple(int(n) for n in proxy.shape)
+    per_index = max(int(np.prod(shape[:-1])) * 8, 1)  # bytes of one index of the last axis, at most 8 per voxel
+    step = max(1, slab_bytes // per_index)
+    out = None
+    for k0 in range(0, shape[-1], step):
+        k1 = min(shape[-1], k0 + step)
+        slab = np.asanyarray(proxy[..., k0:k1])
+        if out is None:
+            out = np.empty(shape, dtype=slab.dtype)
+        _copy_into(out[..., k0:k1], slab)
+    return out if out is not None else np.asanyarray(proxy)
+
+
+def _copy_into(destination: np.ndarray, source: np.ndarray) -> None:
+    """``destination[...] = source``, through torch where it has the dtype (twice numpy's speed for reordering)."""
+    try:
+        with warnings.catch_warnings():  # nibabel's slabs are read-only; they are only read here
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            torch.from_numpy(destination).copy_(torch.from_numpy(source))
+    except TypeError:
+        destination[...] = source
 
 
 class ThreadSafeNibabelReader(NibabelReader):
@@ -64,7 +96,15 @@ class ThreadSafeNibabelReader(NibabelReader):
     def filenames(self, value) -> None:
         self._names.value = value
 
+    def read(self, data, **kwargs):
+        """``NibabelReader.read``, keeping each file open while its voxels are read slab by slab
+        (:func:`read_c_ordered`); nibabel closes it with the image."""
+        kwargs.setdefault("keep_file_open", True)
+        return super().read(data, **kwargs)
+
     def _get_array_data(self, img, filename):
+        if not self.to_gpu and nib.is_proxy(img.dataobj) and len(img.shape) >= 2:
+            return read_c_ordered(img.dataobj)
         data = super()._get_array_data(img, filename)
         return c_ordered(data) if isinstance(data, np.ndarray) else data
 
