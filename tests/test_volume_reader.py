@@ -131,3 +131,39 @@ def test_read_c_ordered_matches_nibabel_in_slabs(tmp_path, suffix, slab_bytes):
         out = read_c_ordered(nib.load(path, keep_file_open=True).dataobj, slab_bytes=slab_bytes)
         assert out.flags.c_contiguous and out.dtype == expected.dtype and out.shape == expected.shape
         np.testing.assert_array_equal(out, expected)
+
+
+def _open_descriptors() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_gzip_nifti_streams_are_closed_and_other_niftis_still_load(tmp_path):
+    """``.nii.gz`` files stream through ISA-L (installed with the project) and the streams close with
+    ``get_data``; a NIfTI-2 file, an uncompressed one and a four-file study read as nibabel reads them."""
+    from pipelines.io.gzip_streams import HAVE_ISAL
+
+    assert HAVE_ISAL  # a dependency of the project (setup.cfg)
+    values = np.random.default_rng(2).integers(-1000, 1000, (7, 6, 5)).astype(np.int16)
+    nib.save(nib.Nifti1Image(values, AFFINE), tmp_path / "one.nii.gz")
+    nib.save(nib.Nifti2Image(values, AFFINE), tmp_path / "two.nii.gz")
+    nib.save(nib.Nifti1Image(values, AFFINE), tmp_path / "plain.nii")
+    load = LoadImage(reader=VolumeReader(), image_only=True, dtype=None, ensure_channel_first=True)
+    before = _open_descriptors()
+    for name in ("one.nii.gz", "two.nii.gz", "plain.nii"):
+        image = load(str(tmp_path / name))
+        np.testing.assert_array_equal(image[0].numpy(), values)
+        np.testing.assert_allclose(image.affine.numpy(), AFFINE)
+    study = load(_study(tmp_path, "s"))
+    assert study.shape == (4, 6, 7, 5) and [float(study[c].max()) for c in range(4)] == [1.0, 2.0, 3.0, 4.0]
+    assert _open_descriptors() == before
+
+
+def test_truncated_gzip_nifti_is_an_error(tmp_path):
+    values = np.random.default_rng(3).integers(-1000, 1000, (30, 30, 20)).astype(np.int16)
+    nib.save(nib.Nifti1Image(values, AFFINE), tmp_path / "ct.nii.gz")
+    data = (tmp_path / "ct.nii.gz").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(Exception, match="ended|EOF|truncated|end-of-stream"):
+        LoadImage(reader=VolumeReader(), image_only=True)(str(tmp_path / "cut.nii.gz"))

@@ -4,6 +4,7 @@ from .brain_extraction import SkullStrip, SkullStripd
 from .film_border import RandFilmBorder, RandFilmBorderd
 from .foreground_box import InForegroundBox, InForegroundBoxd
 from .io import ReloadFromSource, ReloadFromSourced
+from .largest_component import KeepLargestComponent, KeepLargestComponentd
 from .resample import ResampleToSource, ResampleToSourced
 from .sequences import (
     FillMissingSequences,
@@ -28,6 +29,8 @@ __all__ = [
     "FillMissingSequencesd",
     "InForegroundBox",
     "InForegroundBoxd",
+    "KeepLargestComponent",
+    "KeepLargestComponentd",
     "KeepSequences",
     "KeepSequencesd",
     "RandDropSequences",

@@ -19,17 +19,40 @@ from monai.utils import TransformBackends
 __all__ = ["InForegroundBox", "InForegroundBoxd", "foreground_box"]
 
 
-def foreground_box(img: NdarrayOrTensor) -> tuple[slice, ...] | None:
+def _axis_hits(occupied: torch.Tensor) -> list[torch.Tensor]:
+    """Per axis of ``occupied`` (uint8, 0/1), whether each index holds a 1: reductions over the outermost or the
+    innermost axis only, the fast ones."""
+    if occupied.ndim == 1:
+        return [occupied]
+    last = occupied
+    while last.ndim > 1:
+        last = last.amax(dim=0)
+    return [*_axis_hits(occupied.amax(dim=-1)), last]
+
+
+def foreground_box(img: NdarrayOrTensor, slab_voxels: int = 2**24) -> tuple[slice, ...] | None:
     """The smallest box (one slice per spatial axis) holding every non-zero voxel of the channel-first ``img`` (any
-    channel); None when it has none."""
-    occupied = torch.as_tensor(img).ne(0).any(dim=0)
-    if not bool(occupied.any()):
+    channel); None when it has none. Read in slabs of the last axis of about ``slab_voxels`` voxels: no full-size
+    mask (a 512x512x600 label map would need two of 150 MiB)."""
+    values = torch.as_tensor(img)
+    spatial = values.shape[1:]
+    hits = [torch.zeros(n, dtype=torch.bool, device=values.device) for n in spatial]
+    per_index = max(1, values[..., :1].numel())
+    step = max(1, slab_voxels // per_index)
+    for k0 in range(0, spatial[-1], step):
+        k1 = min(spatial[-1], k0 + step)
+        occupied = values[..., k0:k1].ne(0).view(torch.uint8).amax(dim=0)  # any channel; uint8 reductions are fast
+        for axis, along in enumerate(_axis_hits(occupied)):
+            if axis == occupied.ndim - 1:
+                hits[axis][k0:k1] |= along.bool()
+            else:
+                hits[axis] |= along.bool()
+    if not bool(hits[-1].any()):
         return None
     box = []
-    for axis in range(occupied.ndim):
-        others = tuple(a for a in range(occupied.ndim) if a != axis)
-        hits = torch.nonzero(occupied.any(dim=others) if others else occupied).flatten()
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    for axis_hits in hits:
+        index = torch.nonzero(axis_hits).flatten()
+        box.append(slice(int(index[0]), int(index[-1]) + 1))
     return tuple(box)
 
 
@@ -41,14 +64,17 @@ class InForegroundBox(Transform):
     Args:
         transform: the step to run, e.g. ``KeepLargestConnectedComponent(applied_labels=[1, 2])``; it must keep
             the shape of its input and only change foreground voxels.
+        inplace: paste the result into the input itself instead of a copy: no second full-size label map (150 MiB
+            for a 512x512x600 CT), for pipelines where nothing else holds the input (the bundles' inference).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, transform: Callable) -> None:
+    def __init__(self, transform: Callable, inplace: bool = False) -> None:
         if not callable(transform):
             raise TypeError(f"transform must be callable, got {type(transform).__name__}")
         self.transform = transform
+        self.inplace = inplace
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
         box = foreground_box(img)
@@ -56,7 +82,7 @@ class InForegroundBox(Transform):
             return img
         index = (slice(None), *box)
         inner = self.transform(img[index])
-        out = img.clone() if isinstance(img, torch.Tensor) else img.copy()
+        out = img if self.inplace else img.clone() if isinstance(img, torch.Tensor) else img.copy()
         if isinstance(out, torch.Tensor):
             out[index] = torch.as_tensor(inner, dtype=out.dtype, device=out.device)
         else:
@@ -70,14 +96,17 @@ class InForegroundBoxd(MapTransform):
     Args:
         keys: keys of the label maps to post-process.
         transform: the array transform to run on each one's foreground box.
+        inplace: see :class:`InForegroundBox`.
         allow_missing_keys: don't raise when a key is absent.
     """
 
     backend = InForegroundBox.backend
 
-    def __init__(self, keys: KeysCollection, transform: Callable, allow_missing_keys: bool = False) -> None:
+    def __init__(
+        self, keys: KeysCollection, transform: Callable, inplace: bool = False, allow_missing_keys: bool = False
+    ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.boxed = InForegroundBox(transform)
+        self.boxed = InForegroundBox(transform, inplace=inplace)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)

@@ -144,7 +144,7 @@ class ResampleToSource(Transform):
         self,
         mode: str = "bilinear",
         argmax: bool = False,
-        slab_voxels: int = 2**22,
+        slab_voxels: int = 2**20,
         padding_mode: str = "zeros",
         foreground_box: bool = True,
     ) -> None:
@@ -252,7 +252,7 @@ class ResampleToSourced(MapTransform):
         ref_key: Hashable = "image",
         mode: str = "bilinear",
         argmax: bool = False,
-        slab_voxels: int = 2**22,
+        slab_voxels: int = 2**20,
         padding_mode: str = "zeros",
         foreground_box: bool = True,
         allow_missing_keys: bool = False,

@@ -28,9 +28,11 @@ import nibabel as nib
 import numpy as np
 import torch
 from monai.data import ImageReader, ITKReader, NibabelReader
+from monai.data.utils import correct_nifti_header_if_necessary
 from monai.utils import ensure_tuple
 
 from pipelines.io.dicom_reader import DicomSeriesFolderReader
+from pipelines.io.gzip_streams import open_gzip
 
 __all__ = ["ThreadSafeNibabelReader", "VolumeReader", "NIFTI_SUFFIXES", "c_ordered", "read_c_ordered"]
 
@@ -98,9 +100,43 @@ class ThreadSafeNibabelReader(NibabelReader):
 
     def read(self, data, **kwargs):
         """``NibabelReader.read``, keeping each file open while its voxels are read slab by slab
-        (:func:`read_c_ordered`); nibabel closes it with the image."""
+        (:func:`read_c_ordered`). A ``.nii.gz`` file is decompressed through :func:`open_gzip` (ISA-L: 2.5 times
+        zlib's speed), the stream closed by :meth:`get_data`; other files as ``nib.load`` opens them."""
         kwargs.setdefault("keep_file_open", True)
+        names = ensure_tuple(data)
+        if all(str(n).lower().endswith(".nii.gz") for n in names):
+            images = [self._read_gzip_nifti(str(n)) for n in names]
+            if all(image is not None for image in images):
+                self.filenames = names
+                return images if len(names) > 1 else images[0]
         return super().read(data, **kwargs)
+
+    def _read_gzip_nifti(self, name: str):
+        """A NIfTI-1 image whose voxels stream from :func:`open_gzip`; None for anything else (NIfTI-2...)."""
+        stream = open_gzip(name, "rb")
+        try:
+            image = correct_nifti_header_if_necessary(
+                nib.Nifti1Image.from_file_map({"image": nib.FileHolder(filename=name, fileobj=stream)})
+            )
+        except Exception:  # not NIfTI-1: nibabel's own loader decides, and names the problem
+            stream.close()
+            return None
+        self._streams.append(stream)
+        return image
+
+    @property
+    def _streams(self) -> list:
+        if not hasattr(self._names, "streams"):
+            self._names.streams = []
+        return self._names.streams
+
+    def get_data(self, img):
+        """``NibabelReader.get_data``; then closes the gzip streams :meth:`read` opened in this thread."""
+        try:
+            return super().get_data(img)
+        finally:
+            while self._streams:
+                self._streams.pop().close()
 
     def _get_array_data(self, img, filename):
         if not self.to_gpu and nib.is_proxy(img.dataobj) and len(img.shape) >= 2:

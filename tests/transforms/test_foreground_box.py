@@ -59,3 +59,24 @@ def test_no_foreground_and_numpy_input():
 def test_a_non_callable_is_refused():
     with pytest.raises(TypeError, match="callable"):
         InForegroundBox("KeepLargestConnectedComponent")
+
+
+@pytest.mark.parametrize("slab_voxels", [1, 50, 2**24])
+def test_foreground_box_in_slabs_of_any_size(slab_voxels):
+    """Every slab size finds the same box; a negative value and a second channel count as foreground."""
+    values = torch.zeros(2, 9, 8, 11)
+    values[0, 2, 3, 4] = -1.0
+    values[1, 6, 1, 9] = 3.0
+    assert foreground_box(values, slab_voxels=slab_voxels) == (slice(2, 7), slice(1, 4), slice(4, 10))
+    assert foreground_box(torch.zeros(1, 4, 4, 4), slab_voxels=slab_voxels) is None
+
+
+def test_inplace_pastes_into_the_input_with_the_same_result():
+    step = KeepLargestConnectedComponent(applied_labels=[1, 2], independent=False)
+    expected = step(_label(1))
+    label = _label(1)
+    out = InForegroundBoxd("pred", step, inplace=True)({"pred": label})["pred"]
+    assert out is label
+    assert torch.equal(out.as_tensor(), torch.as_tensor(expected))
+    copy = InForegroundBox(step)(_label(1))
+    assert torch.equal(copy.as_tensor(), torch.as_tensor(expected))

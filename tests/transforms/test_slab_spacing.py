@@ -106,7 +106,7 @@ def test_oblique_map_takes_monai_path_exactly():
 
 def test_image_and_label_keys_and_missing_keys():
     volume = _volume(shape=(30, 28, 16))
-    label = MetaTensor((volume > 500).to(torch.uint8), affine=volume.affine.clone())
+    label = MetaTensor((volume.as_tensor() > 500).to(torch.uint8), affine=volume.affine.clone())
     args = dict(keys=["image", "label"], pixdim=(1.5, 1.5, 4.0), mode=["bilinear", "nearest"], dtype=torch.float32)
     expected = Spacingd(**args)({"image": volume.clone(), "label": label.clone()})
     out = SlabSpacingd(slab_above=0, **args)({"image": volume.clone(), "label": label.clone()})
