@@ -10,6 +10,7 @@ _SUBMODULES = (
     "dicom_source",
     "dicom_reader",
     "dicom_seg",
+    "gzip_streams",
     "inputs",
     "volume_reader",
     "writers",

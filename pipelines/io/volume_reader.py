@@ -11,8 +11,10 @@ its last ``read`` on the instance, which ``get_data`` pairs with the images: whe
 one ``LoadImaged``, a thread reading a label file (one name) between another thread's ``read`` and ``get_data`` of
 a four-sequence study truncates that study to its first sequence. :class:`ThreadSafeNibabelReader` keeps the names
 per thread. It also hands ``LoadImage`` the C-ordered array it would otherwise make with numpy: NIfTI voxels are
-stored x fastest (Fortran order), and the reordering copy is twice as fast through torch (512x512x600 int16:
-1.0-1.1 s against 2.2-2.4 s on 2 CPU cores).
+stored x fastest (Fortran order); they are read slab by slab into the C-ordered array (:func:`read_c_ordered`: one
+volume in memory, not two), reordered by torch (twice numpy's speed), and ``.nii.gz`` files are decompressed
+through ISA-L (:mod:`pipelines.io.gzip_streams`). On a 512x512x600 int16 CT (155 MB ``.nii.gz``, 2 CPU cores):
+``LoadImaged`` 3.5-3.6 s and +600 MiB before, 1.9 s and +333 MiB now; nibabel's own read 2.2 s and +600 MiB.
 """
 
 from __future__ import annotations
@@ -83,8 +85,8 @@ def _copy_into(destination: np.ndarray, source: np.ndarray) -> None:
 
 class ThreadSafeNibabelReader(NibabelReader):
     """MONAI's ``NibabelReader`` with the file names of ``read`` kept per thread, so that one instance can serve
-    several threads (``read`` then ``get_data`` run in the same thread), and the voxels returned in C order
-    (:func:`c_ordered`). Takes ``NibabelReader``'s arguments."""
+    several threads (``read`` then ``get_data`` run in the same thread), and the voxels returned in C order, read
+    slab by slab (:func:`read_c_ordered`), ``.nii.gz`` through ISA-L. Takes ``NibabelReader``'s arguments."""
 
     def __init__(self, *args, **kwargs) -> None:
         self._names = threading.local()
