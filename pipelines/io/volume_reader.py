@@ -21,36 +21,23 @@ from __future__ import annotations
 
 import os
 import threading
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import nibabel as nib
 import numpy as np
-import torch
 from monai.data import ImageReader, ITKReader, NibabelReader
 from monai.data.utils import correct_nifti_header_if_necessary
 from monai.utils import ensure_tuple
 
+from pipelines.io.array_order import c_ordered, copy_into
 from pipelines.io.dicom_reader import DicomSeriesFolderReader
 from pipelines.io.gzip_streams import open_gzip
 
-__all__ = ["ThreadSafeNibabelReader", "VolumeReader", "NIFTI_SUFFIXES", "c_ordered", "read_c_ordered"]
+__all__ = ["ThreadSafeNibabelReader", "VolumeReader", "NIFTI_SUFFIXES", "read_c_ordered"]
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
-
-
-def c_ordered(array: np.ndarray) -> np.ndarray:
-    """``array`` in C order (the layout ``LoadImage`` makes of every array), copied through torch when it is in
-    Fortran order; unchanged when it already is C-ordered or torch has no such dtype."""
-    if array.ndim < 2 or array.flags.c_contiguous or not array.flags.f_contiguous:
-        return array
-    try:
-        reversed_view = torch.from_numpy(array.T)  # C-ordered view of the same memory, axes reversed
-    except TypeError:
-        return np.ascontiguousarray(array)
-    return reversed_view.permute(*reversed(range(array.ndim))).contiguous().numpy()
 
 
 def read_c_ordered(proxy, slab_bytes: int = 2**26) -> np.ndarray:
@@ -69,18 +56,8 @@ def read_c_ordered(proxy, slab_bytes: int = 2**26) -> np.ndarray:
         slab = np.asanyarray(proxy[..., k0:k1])
         if out is None:
             out = np.empty(shape, dtype=slab.dtype)
-        _copy_into(out[..., k0:k1], slab)
+        copy_into(out[..., k0:k1], slab)
     return out if out is not None else np.asanyarray(proxy)
-
-
-def _copy_into(destination: np.ndarray, source: np.ndarray) -> None:
-    """``destination[...] = source``, through torch where it has the dtype (twice numpy's speed for reordering)."""
-    try:
-        with warnings.catch_warnings():  # nibabel's slabs are read-only; they are only read here
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            torch.from_numpy(destination).copy_(torch.from_numpy(source))
-    except TypeError:
-        destination[...] = source
 
 
 class ThreadSafeNibabelReader(NibabelReader):
