@@ -64,3 +64,14 @@ def test_dictionary_twin_and_missing_keys():
     assert KeepLargestComponentd("pred", [1, 2], allow_missing_keys=True)({"image": values}) == {"image": values}
     with pytest.raises(KeyError):
         KeepLargestComponentd("pred", [1, 2])({"image": values})
+
+
+def test_more_components_than_16_bit_labels_hold():
+    # 65,536 isolated voxels and one 2-voxel component: scipy refuses 16-bit labels, 32-bit ones take over
+    labels = np.zeros((1, 512, 512, 3), np.uint8)
+    labels[0, ::2, ::2, 0] = 1
+    labels[0, 0, 0, 1] = 2
+    out = KeepLargestComponent(applied_labels=[1, 2], connectivity=1)(torch.from_numpy(labels))
+    expected = np.zeros_like(labels)
+    expected[0, 0, 0, :2] = labels[0, 0, 0, :2]
+    np.testing.assert_array_equal(out.numpy(), expected)
