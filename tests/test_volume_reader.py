@@ -181,3 +181,10 @@ def test_dicom_series_load_in_c_order_with_itks_values_and_geometry(tmp_path):
     np.testing.assert_array_equal(ours.numpy(), pixels.transpose(2, 1, 0))
     np.testing.assert_array_equal(ours.numpy(), itks.numpy())
     np.testing.assert_allclose(ours.affine, itks.affine)
+
+
+def test_c_ordered_tiles_cover_uneven_edges():
+    values = np.random.default_rng(2).integers(0, 255, (7, 5, 9, 11)).astype(np.uint8)
+    out = c_ordered(np.asfortranarray(values), tile=(3, 4))
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, values)
