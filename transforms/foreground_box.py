@@ -65,7 +65,9 @@ class InForegroundBox(Transform):
         transform: the step to run, e.g. ``KeepLargestConnectedComponent(applied_labels=[1, 2])``; it must keep
             the shape of its input and only change foreground voxels.
         inplace: paste the result into the input itself instead of a copy: no second full-size label map (150 MiB
-            for a 512x512x600 CT), for pipelines where nothing else holds the input (the bundles' inference).
+            for a 512x512x600 CT), for pipelines where nothing else holds the input (the bundles' inference). A
+            transform that changes its input in place and returns it (``KeepLargestComponent(inplace=True)``) then
+            works on the box of the input itself: nothing is copied or pasted.
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
@@ -81,7 +83,10 @@ class InForegroundBox(Transform):
         if box is None:
             return img
         index = (slice(None), *box)
-        inner = self.transform(img[index])
+        view = img[index]
+        inner = self.transform(view)
+        if self.inplace and inner is view:  # the transform changed the box in place: nothing to paste
+            return img
         out = img if self.inplace else img.clone() if isinstance(img, torch.Tensor) else img.copy()
         if isinstance(out, torch.Tensor):
             out[index] = torch.as_tensor(inner, dtype=out.dtype, device=out.device)

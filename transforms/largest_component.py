@@ -33,23 +33,29 @@ class KeepLargestComponent(Transform):
         applied_labels: the label values that together form the foreground (the liver bundle: liver and tumour).
         connectivity: neighbours as MONAI counts them: the number of orthogonal hops, 1 to the number of spatial
             dimensions; ``None``: all of them (26-connectivity in 3D).
+        inplace: clear the smaller components in ``img`` itself and return it, not a copy (inside
+            ``InForegroundBox(inplace=True)``: the box of the prediction is changed where it lies).
     """
 
     backend = [TransformBackends.TORCH, TransformBackends.NUMPY]
 
-    def __init__(self, applied_labels: Sequence[int] | int, connectivity: int | None = None) -> None:
+    def __init__(
+        self, applied_labels: Sequence[int] | int, connectivity: int | None = None, inplace: bool = False
+    ) -> None:
         self.applied_labels = [int(v) for v in np.atleast_1d(applied_labels)]
         self.connectivity = connectivity
+        self.inplace = inplace
 
     def __call__(self, img: NdarrayOrTensor) -> NdarrayOrTensor:
-        """``img``: a channel-first label map ``(1, ...)``; returns a copy with the smaller components cleared."""
+        """``img``: a channel-first label map ``(1, ...)``; returns a copy with the smaller components cleared (``img``
+        itself, changed, with ``inplace``)."""
         if img.shape[0] != 1:
             raise ValueError(f"expected a label map with one channel, got shape {tuple(img.shape)}")
         labels = img[0].detach().cpu().numpy() if isinstance(img, torch.Tensor) else np.asarray(img[0])
         foreground = _any_of(labels, self.applied_labels)
         structure = ndimage.generate_binary_structure(labels.ndim, self.connectivity or labels.ndim)
         components, count = _label(foreground, structure)
-        out = img.clone() if isinstance(img, torch.Tensor) else np.array(img, copy=True)
+        out = img if self.inplace else img.clone() if isinstance(img, torch.Tensor) else np.array(img, copy=True)
         if count <= 1:
             return out
         sizes = _component_sizes(components, count)
@@ -106,7 +112,7 @@ class KeepLargestComponentd(MapTransform):
 
     Args:
         keys: the label maps.
-        applied_labels, connectivity: see :class:`KeepLargestComponent`.
+        applied_labels, connectivity, inplace: see :class:`KeepLargestComponent`.
         allow_missing_keys: don't raise when a key is absent.
     """
 
@@ -117,10 +123,11 @@ class KeepLargestComponentd(MapTransform):
         keys: KeysCollection,
         applied_labels: Sequence[int] | int,
         connectivity: int | None = None,
+        inplace: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.keep = KeepLargestComponent(applied_labels, connectivity)
+        self.keep = KeepLargestComponent(applied_labels, connectivity, inplace)
 
     def __call__(self, data: Mapping[Hashable, NdarrayOrTensor]) -> dict[Hashable, NdarrayOrTensor]:
         d = dict(data)

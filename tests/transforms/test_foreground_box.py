@@ -9,7 +9,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import KeepLargestConnectedComponent, RemoveSmallObjects
 
-from transforms import InForegroundBox, InForegroundBoxd
+from transforms import InForegroundBox, InForegroundBoxd, KeepLargestComponent
 from transforms.foreground_box import foreground_box
 
 
@@ -80,3 +80,13 @@ def test_inplace_pastes_into_the_input_with_the_same_result():
     assert torch.equal(out.as_tensor(), torch.as_tensor(expected))
     copy = InForegroundBox(step)(_label(1))
     assert torch.equal(copy.as_tensor(), torch.as_tensor(expected))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_an_inplace_transform_changes_the_box_of_the_input_itself(seed):
+    expected = KeepLargestConnectedComponent(applied_labels=[1, 2], independent=False)(_label(seed))
+    label = _label(seed)
+    before = label.as_tensor().data_ptr()
+    out = InForegroundBox(KeepLargestComponent(applied_labels=[1, 2], inplace=True), inplace=True)(label)
+    assert out is label and out.as_tensor().data_ptr() == before
+    assert torch.equal(out.as_tensor(), torch.as_tensor(expected))

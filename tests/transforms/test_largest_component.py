@@ -75,3 +75,16 @@ def test_more_components_than_16_bit_labels_hold():
     expected = np.zeros_like(labels)
     expected[0, 0, 0, :2] = labels[0, 0, 0, :2]
     np.testing.assert_array_equal(out.numpy(), expected)
+
+
+def test_inplace_changes_the_input_and_a_copy_leaves_it():
+    labels = np.zeros((1, 8, 8, 8), np.uint8)
+    labels[0, :3, :3, :3] = 1
+    labels[0, 6:, 6:, 6:] = 2
+    original = torch.from_numpy(labels.copy())
+    copy = KeepLargestComponent(applied_labels=[1, 2])(original)
+    assert torch.equal(original, torch.from_numpy(labels)) and int(copy[0, 7, 7, 7]) == 0
+    changed = KeepLargestComponent(applied_labels=[1, 2], inplace=True)(original)
+    assert changed is original and torch.equal(changed, copy)
+    array = labels.copy()
+    assert KeepLargestComponent(applied_labels=[1, 2], inplace=True)(array) is array and array[0, 7, 7, 7] == 0
