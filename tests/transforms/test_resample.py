@@ -118,10 +118,12 @@ def test_slab_size_does_not_change_the_result(case):
     assert torch.equal(one_slice.as_tensor(), whole.as_tensor())
 
 
-@pytest.mark.parametrize("where", ["blob", "corner", "none", "everywhere"])
-def test_sampling_the_foreground_box_only_gives_the_same_labels(case, where):
-    """``foreground_box`` (the default) skips output voxels whose taps all read background: same labels as
-    sampling everything, for a small blob, a blob at the grid's edge, no foreground and foreground everywhere."""
+@pytest.mark.parametrize("slab_voxels", [2**20, 1])
+@pytest.mark.parametrize("where", ["blob", "two blobs", "corner", "none", "everywhere"])
+def test_sampling_the_foreground_box_only_gives_the_same_labels(case, where, slab_voxels):
+    """``foreground_box`` (the default) skips output voxels whose taps all read background, in the whole box and
+    per slab (one output slice per slab: each slab's own box): same labels as sampling everything, for a small
+    blob, two blobs apart in every axis, a blob at the grid's edge, no foreground and foreground everywhere."""
     data = _preprocessing()(case)
     image = data["image"]
     shape = image.shape[1:]
@@ -129,13 +131,16 @@ def test_sampling_the_foreground_box_only_gives_the_same_labels(case, where):
     probs[0] = 0.9
     if where == "blob":
         probs[1, 5:9, 6:10, 3:6], probs[2, 7:9, 7:9, 4:5] = 0.95, 0.97
+    elif where == "two blobs":
+        probs[0, 2:6, 2:6, 1:5], probs[1, 2:6, 2:6, 1:5] = 0.0, 1.0
+        probs[0, -7:-3, -8:-4, -5:-1], probs[2, -7:-3, -8:-4, -5:-1] = 0.0, 1.0
     elif where == "corner":
         probs[0, :4, -4:, :3], probs[2, :4, -4:, :3] = 0.0, 1.0
     elif where == "everywhere":
         probs[1] = 0.95
     probs = torch.nn.functional.avg_pool3d(probs[None], 3, 1, 1)[0]  # soft edges
     pred = _prediction(probs, image)
-    boxed = ResampleToSource(argmax=True)(pred, image)
+    boxed = ResampleToSource(argmax=True, slab_voxels=slab_voxels)(pred, image)
     full = ResampleToSource(argmax=True, foreground_box=False)(pred, image)
     assert torch.equal(boxed.as_tensor(), full.as_tensor())
     assert (full.as_tensor() > 0).any() == (where != "none")
