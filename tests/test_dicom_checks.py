@@ -185,3 +185,30 @@ def test_missing_slice_positions_finds_exactly_the_removed_ones(n, start, spacin
     assert len(found) == len(expected)
     np.testing.assert_allclose(found, expected, atol=1e-3)
     assert find_slice_gaps(order).uneven == []
+
+
+def test_a_folder_is_read_once_until_a_file_changes(tmp_path, monkeypatch):
+    import os
+
+    import pipelines.validation.dicom_checks as checks
+
+    folder = _series(tmp_path / "ct", _grid())
+    reads = Counter()
+    read_header = checks._read_header
+    monkeypatch.setattr(checks, "_read_header", lambda path: reads.update([path.name]) or read_header(path))
+    assert dicom_series_problems(folder) == []
+    assert len(checks.image_series(folder)) == 1  # the reader's call: no second pass
+    assert sum(reads.values()) == 6
+    (folder / "slice_002.dcm").unlink()  # a file gone: read again, and the gap is found
+    assert "missing" in " ".join(dicom_series_problems(folder)) and sum(reads.values()) == 11
+    stamp = os.stat(folder / "slice_003.dcm")
+    os.utime(folder / "slice_003.dcm", ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1))  # rewritten: read again
+    dicom_series_problems(folder)
+    assert sum(reads.values()) == 16
+    path = folder / "slice_004.dcm"  # rewritten within the clock's tick: same size and times, another header
+    stamp = os.stat(path)
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"phantom", b"phantoM"))
+    os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    dicom_series_problems(folder)
+    assert sum(reads.values()) == 21

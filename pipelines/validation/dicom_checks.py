@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
+import threading
+import zlib
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +119,7 @@ def missing_slice_positions(positions: Sequence[float]) -> list[float]:
 # ---------------------------------------------------------------------------------------------------------------
 # reading headers
 # ---------------------------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(frozen=True)
 class _Header:
     """The header fields the series checks use, from one file."""
 
@@ -234,15 +236,50 @@ def _header(path: Path, problems: list[str], skipped: list[tuple[Path, str]] | N
     return header
 
 
+_SCANS: OrderedDict[tuple, tuple[list[_Header], list[str], list[tuple[Path, str]]]] = OrderedDict()
+_SCANS_KEPT = 4  # folders whose scans are kept (600 slices: well under 1 MB of headers)
+_SCANS_LOCK = threading.Lock()
+
+
 def _scan(folder: Path) -> tuple[list[_Header], list[str], list[tuple[Path, str]]]:
-    """The image headers of ``folder``'s files, the problems met reading them, and the non-image objects skipped."""
+    """The image headers of ``folder``'s files, the problems met reading them, and the non-image objects skipped.
+
+    The input check, the reader and the DICOM SEG writer each need this of the same folder: a scan is kept for
+    as long as every file keeps its name, size, modification time and first 16 KiB (:func:`_stamp`), so the
+    headers are parsed once per inference, not three times (0.4-0.6 s each for 600 slices on 2 CPU cores).
+    """
+    files = _series_files(folder)
+    try:
+        key = (str(Path(folder).resolve()), tuple((f.name, *_stamp(f)) for f in files))
+    except OSError:  # a file vanished between the listing and its stat: read what is there, uncached
+        key = None
+    with _SCANS_LOCK:
+        kept = _SCANS.get(key) if key is not None else None
+        if kept is not None:
+            _SCANS.move_to_end(key)
+    if kept is not None:
+        return list(kept[0]), list(kept[1]), list(kept[2])
     problems: list[str] = []
     skipped: list[tuple[Path, str]] = []
-    headers = [h for h in (_header(path, problems, skipped) for path in _series_files(folder)) if h is not None]
+    headers = [h for h in (_header(path, problems, skipped) for path in files) if h is not None]
     if skipped:
         kinds = Counter(kind for _, kind in skipped)
         logger.info("%s: skipped %s", folder, ", ".join(f"{n} {kind}" for kind, n in kinds.items()))
+    if key is not None:
+        with _SCANS_LOCK:
+            _SCANS[key] = (list(headers), list(problems), list(skipped))
+            while len(_SCANS) > _SCANS_KEPT:
+                _SCANS.popitem(last=False)
     return headers, problems, skipped
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    """What tells a file rewritten since: size, modification time, inode, and a checksum of its first 16 KiB (where
+    the header is: timestamps are only as fine as the kernel's clock tick, a few milliseconds)."""
+    stat = path.stat()
+    with open(path, "rb") as stream:
+        head = zlib.crc32(stream.read(16384))
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino, head
 
 
 def dicom_file_problems(path: str | os.PathLike, expect_ndim: int = 3) -> list[str] | None:
