@@ -32,19 +32,19 @@ def _axis_hits(occupied: torch.Tensor) -> list[torch.Tensor]:
 
 def foreground_box(img: NdarrayOrTensor, slab_voxels: int = 2**24) -> tuple[slice, ...] | None:
     """The smallest box (one slice per spatial axis) holding every non-zero voxel of the channel-first ``img`` (any
-    channel); None when it has none. Read in slabs of the last axis of about ``slab_voxels`` voxels: no full-size
-    mask (a 512x512x600 label map would need two of 150 MiB)."""
+    channel); None when it has none. Read in slabs of the first spatial axis of about ``slab_voxels`` voxels
+    (contiguous in a C-ordered volume): no full-size mask (a 512x512x600 label map would need two of 150 MiB)."""
     values = torch.as_tensor(img)
     spatial = values.shape[1:]
     hits = [torch.zeros(n, dtype=torch.bool, device=values.device) for n in spatial]
-    per_index = max(1, values[..., :1].numel())
+    per_index = max(1, values[:, :1].numel())
     step = max(1, slab_voxels // per_index)
-    for k0 in range(0, spatial[-1], step):
-        k1 = min(spatial[-1], k0 + step)
-        occupied = values[..., k0:k1].ne(0).view(torch.uint8).amax(dim=0)  # any channel; uint8 reductions are fast
+    for i0 in range(0, spatial[0], step):
+        i1 = min(spatial[0], i0 + step)
+        occupied = values[:, i0:i1].ne(0).view(torch.uint8).amax(dim=0)  # any channel; uint8 reductions are fast
         for axis, along in enumerate(_axis_hits(occupied)):
-            if axis == occupied.ndim - 1:
-                hits[axis][k0:k1] |= along.bool()
+            if axis == 0:
+                hits[axis][i0:i1] |= along.bool()
             else:
                 hits[axis] |= along.bool()
     if not bool(hits[-1].any()):

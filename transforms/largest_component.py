@@ -98,9 +98,13 @@ def _label(foreground: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, i
 
 
 def _component_sizes(components: np.ndarray, count: int, chunk: int = 2**22) -> np.ndarray:
-    """Voxels per component label ``0..count`` (0: background), counted ``chunk`` voxels at a time (numpy's
-    ``bincount`` copies its input to 64-bit integers: 8 bytes per voxel of the whole volume at once otherwise)."""
+    """Voxels per component label ``0..count`` (0: background). torch counts 16-bit labels under 32,768 (read as
+    int16) and 32-bit ones in place; otherwise numpy counts ``chunk`` voxels at a time (its ``bincount`` copies its
+    input to 64-bit integers: 8 bytes per voxel of the whole volume at once otherwise)."""
     flat = components.reshape(-1)
+    if flat.dtype == np.int32 or (flat.dtype == np.uint16 and count < 2**15):
+        counted = flat if flat.dtype == np.int32 else flat.view(np.int16)
+        return torch.bincount(torch.from_numpy(counted), minlength=count + 1).numpy()
     sizes = np.zeros(count + 1, dtype=np.int64)
     for start in range(0, flat.size, chunk):
         sizes += np.bincount(flat[start : start + chunk], minlength=count + 1)

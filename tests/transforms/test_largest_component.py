@@ -88,3 +88,12 @@ def test_inplace_changes_the_input_and_a_copy_leaves_it():
     assert changed is original and torch.equal(changed, copy)
     array = labels.copy()
     assert KeepLargestComponent(applied_labels=[1, 2], inplace=True)(array) is array and array[0, 7, 7, 7] == 0
+
+
+@pytest.mark.parametrize("dtype,count", [(np.uint16, 5), (np.uint16, 40000), (np.int32, 5)])
+def test_component_sizes_count_every_label_whatever_the_label_type(dtype, count):
+    from transforms.largest_component import _component_sizes
+
+    labels = np.random.default_rng(3).integers(0, count + 1, (17, 9, 11)).astype(dtype)
+    sizes = _component_sizes(labels, count, chunk=100)
+    np.testing.assert_array_equal(sizes, np.bincount(labels.ravel().astype(np.int64), minlength=count + 1))
