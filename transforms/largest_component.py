@@ -62,10 +62,11 @@ class KeepLargestComponent(Transform):
         sizes[0] = 0
         np.not_equal(components, int(np.argmax(sizes)), out=foreground, where=foreground)  # others of the union
         del components
-        if isinstance(out, torch.Tensor):
+        if isinstance(out, torch.Tensor) and out.device.type != "cpu":
             out[0][torch.from_numpy(foreground).to(out.device)] = 0
-        else:
-            out[0][foreground] = 0
+        else:  # one pass over the box, in place (torch's boolean indexing lists the voxels first)
+            target = out[0].detach().numpy() if isinstance(out, torch.Tensor) else out[0]
+            np.copyto(target, 0, where=foreground)
         return out
 
 
