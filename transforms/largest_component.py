@@ -3,9 +3,9 @@
 MONAI's ``KeepLargestConnectedComponent(independent=False)`` gives the same label map; it labels the components
 through scikit-image with 64-bit labels and keeps several full-size intermediates, +308 MiB on the 24.8 M-voxel
 foreground box of a 512x512x600 CT, the inference stage's peak (docs/performance.md). Here scipy's ``ndimage.label``
-writes 16-bit labels (32-bit ones where more than 65,535 components need them), the sizes are counted a slab at a
-time, and the smaller components are found and cleared through the one boolean foreground mask: +95 MiB on that box
-with 32-bit labels; on an 89 M-voxel box, +595 MiB with 32-bit labels, +425 MiB with 16-bit ones.
+writes 16-bit labels (32-bit ones where more than 65,535 components need them), torch counts the sizes without a
+64-bit copy, and the smaller components are found and cleared through the one boolean foreground mask: +95 MiB on
+that box with 32-bit labels; on an 89 M-voxel box, +595 MiB with 32-bit labels, +362 MiB with 16-bit ones in place.
 """
 
 from __future__ import annotations

@@ -91,9 +91,9 @@ def _reached(lo: int, hi: int, taps) -> tuple[int, int] | None:
 
 
 def _reached_ranges(candidates: torch.Tensor, taps) -> list[tuple[int, int]] | None:
-    """Per output axis, the range of output positions whose two taps reach the bounding box of ``candidates`` (a
-    boolean source volume, axes in output order); None when it holds no True voxel. Taps index the source padded
-    by one voxel, hence the shift."""
+    """Per axis of ``taps`` (the first ones of ``candidates``), the range of output positions whose two taps reach
+    the bounding box of ``candidates`` (a boolean source volume, axes in output order); None when it holds no True
+    voxel. Taps index the source padded by one voxel, hence the shift."""
     ranges = []
     for axis, axis_taps in enumerate(taps):
         other = tuple(d for d in range(candidates.ndim) if d != axis)
@@ -237,14 +237,7 @@ class ResampleToSource(Transform):
         hi = min(int(torch.maximum(i0, i1).max()) - 1, candidates.shape[2] - 1)
         if lo > hi:  # the slab reads only the zero padding
             return None
-        ranges = []
-        for axis, axis_taps in enumerate(xy_taps):
-            hits = torch.nonzero(candidates[:, :, lo : hi + 1].any(dim=(1 - axis, 2))).flatten()
-            reached = _reached(int(hits.min()) + 1, int(hits.max()) + 1, axis_taps) if hits.numel() else None
-            if reached is None:
-                return None
-            ranges.append(reached)
-        return ranges
+        return _reached_ranges(candidates[:, :, lo : hi + 1], xy_taps)
 
     def _grid_sample_slabs(self, source, src_affine, dst_affine, dst_shape, step):
         """Any affine map: ``grid_sample`` on one slab of output slices at a time."""
