@@ -8,7 +8,14 @@ import torch
 from monai.data import MetaTensor
 from monai.inferers import SlidingWindowInferer
 
-from pipelines.inference.cascade import SliceGatedInferer, background_logits, crop_slab, paste_slab, score_slices
+from pipelines.inference.cascade import (
+    SliceGatedInferer,
+    background_logits,
+    crop_slab,
+    paste_slab,
+    score_slices,
+    windows_along_slices,
+)
 from pipelines.inference.slabs import Slab
 
 LESION = slice(12, 20)  # slices holding the bright lesion
@@ -205,3 +212,44 @@ def test_report_keeps_the_slice_spacing_without_a_margin_in_mm():
     inferer = _inferer(margin_slices=2)
     inferer(_phantom(spacing_z=2.5)[None], ThresholdSegmenter())
     assert inferer.reports[-1]["slice_spacing_mm"] == 2.5
+
+
+class WindowCounter(torch.nn.Module):
+    """Background everywhere; counts the sliding-window positions it is run on."""
+
+    def __init__(self):
+        super().__init__()
+        self.windows = 0
+
+    def forward(self, x):
+        self.windows += x.shape[0]
+        return torch.cat([torch.ones_like(x[:, :1]), torch.zeros_like(x[:, :1])], dim=1)
+
+
+@pytest.mark.parametrize("depth", [5, 8, 9, 14, 15, 40])
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_windows_along_slices_counts_as_monai_places_them(depth, overlap):
+    sw = SlidingWindowInferer(roi_size=(24, 20, 8), sw_batch_size=1, overlap=overlap)
+    counter = WindowCounter()
+    sw(torch.zeros(1, 1, 24, 20, depth), counter)
+    assert windows_along_slices(sw, [Slab(0, depth)]) == counter.windows
+    assert windows_along_slices(sw, [Slab(0, depth), Slab(50, 50 + depth)]) == 2 * counter.windows
+    assert windows_along_slices(torch.nn.Identity(), [Slab(0, depth)]) is None
+
+
+def test_a_gate_that_keeps_most_slices_runs_the_segmenter_once_on_the_whole_volume():
+    """Slabs needing as many windows as the volume: one pass (no seams, no extra cost); rejected slices stay empty."""
+    image = _phantom(depth=14)
+    image[0, 8:14, 6:12, 1:3] = 1.0  # a second bright run near the top: two slabs, each a window deep
+    image[0, 2:5, 2:5, 5] = 1.0  # bright, but too small for the gate: segmented in the one pass, never labelled
+    inferer = _inferer(margin_slices=0, min_slab_slices=8)
+    inferer.classifier = LesionOnlyClassifier()
+    segmenter = ThresholdSegmenter()
+    mask = inferer(image[None], segmenter).argmax(1)[0]
+    report = inferer.reports[-1]
+    assert report["one_pass"] is True and report["slabs"] == [{"start": 0, "stop": 14}]
+    assert report["kept"] == [{"start": 1, "stop": 3}, {"start": 12, "stop": 14}]
+    assert mask[..., 13].sum() == 36 and mask[..., 3:12].sum() == 0  # the lesion only, on kept slices only
+    full = ThresholdSegmenter()
+    _inferer(enabled=False)(image[None], full)
+    assert segmenter.voxels_seen == full.voxels_seen

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from pipelines.inference.slabs import Slab, covered_slices, select_slabs, slab_mask, smooth_probabilities
+from pipelines.inference.slabs import Slab, covered_slices, select_slabs, slab_mask, slabs_of, smooth_probabilities
 
 
 def probs_with_runs(n: int, runs: list[tuple[int, int]], high: float = 0.9, low: float = 0.1) -> np.ndarray:
@@ -215,3 +215,9 @@ def test_min_length_grows_short_slabs_about_their_centre_within_the_volume():
     assert [(s.start, s.stop) for s in select_slabs(probs[:5], min_length=8)] == [(0, 5)]
     long_run = np.ones(12)
     assert [(s.start, s.stop) for s in select_slabs(long_run, min_length=8)] == [(0, 12)]
+
+
+def test_slabs_of_is_the_inverse_of_slab_mask():
+    slabs = [Slab(0, 2), Slab(5, 6), Slab(9, 12)]
+    assert slabs_of(slab_mask(slabs, 12)) == slabs
+    assert slabs_of(np.zeros(4, dtype=bool)) == []

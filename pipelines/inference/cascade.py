@@ -9,6 +9,7 @@ What gates what, the threshold, smoothing, margin and merging are constructor ar
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +24,8 @@ from monai.utils import convert_to_dst_type
 
 from pipelines.inference.fast_inference import check_precision, resolve_precision
 from pipelines.inference.gate_thresholds import threshold_for
-from pipelines.inference.slabs import Slab, covered_slices, select_slabs, slab_mask
+from pipelines.inference.organ_following import follow_edges
+from pipelines.inference.slabs import Slab, select_slabs, slab_mask
 from pipelines.io.atomic import write_json_atomic
 from pipelines.io.inputs import case_name
 from pipelines.validation.path_safety import as_bool
@@ -37,6 +39,7 @@ __all__ = [
     "input_facts",
     "paste_slab",
     "score_slices",
+    "windows_along_slices",
 ]
 
 logger = logging.getLogger(__name__)
@@ -144,6 +147,30 @@ def background_logits(num_classes: int, spatial_shape: Sequence[int], device=Non
     return logits
 
 
+def windows_along_slices(inferer: Inferer, slabs: Sequence[Slab]) -> int | None:
+    """How many sliding-window positions along the slice axis ``inferer`` needs to cover ``slabs`` (summed).
+
+    Counted as MONAI's ``SlidingWindowInferer`` places its windows: a slab shorter than the window is padded to
+    one window; a longer one takes ``ceil((length - roi) / step) + 1`` windows, ``step = roi * (1 - overlap)``
+    (at least 1). The windows across a slice are the same for every slab, so this count orders the costs of two
+    ways of covering a volume. None when ``inferer`` has no ``roi_size`` and ``overlap`` (not a sliding window).
+    """
+    roi_size, overlap = getattr(inferer, "roi_size", None), getattr(inferer, "overlap", None)
+    if roi_size is None or overlap is None:
+        return None
+    roi = int(tuple(roi_size)[-1]) if isinstance(roi_size, Sequence) else int(roi_size)
+    overlap = float(tuple(overlap)[-1]) if isinstance(overlap, Sequence) else float(overlap)
+    count = 0
+    for slab in slabs:
+        length = len(slab)
+        if roi <= 0 or length <= roi:  # MONAI pads a short slab (or a window of -1: the whole slab) to one window
+            count += 1
+            continue
+        step = max(int(roi * (1.0 - overlap)), 1)
+        count += math.ceil((length - roi) / step) + 1
+    return count
+
+
 def _case_name(inputs: torch.Tensor, index: int) -> str:
     names = inputs.meta.get("filename_or_obj") if isinstance(inputs, MetaTensor) else None
     name = names[index] if isinstance(names, (list, tuple)) else names
@@ -176,7 +203,13 @@ class SliceGatedInferer(Inferer):
     (:func:`pipelines.inference.slabs.select_slabs`: the positive runs and their margins), run ``segmenter_inferer``
     on each kept slab grown to ``min_slab_slices`` (the context its window needs), and paste its logits on the kept
     slices into a full-size output that is background elsewhere: a slice the gate rejects is never labelled, even
-    inside the context of a slab. No positive slice: the segmenter does not run at all. The output
+    inside the context of a slab. Where the slabs would need as many sliding-window positions along the slices as
+    the whole volume (:func:`windows_along_slices`: the gate kept most of a short scan), the segmenter runs once
+    on the whole volume instead (``one_pass`` in the report), still labelling the kept slices only, so the cascade
+    never costs more segmenter windows than the full volume. Where the segmenter still labels the organ on the
+    outermost kept slice of a run (the gate cut it short), the run grows outwards until the organ ends
+    (``follow_min_voxels``). No positive slice: the segmenter does not run at all.
+    The output
     has the input's spatial shape and metadata, so ``Invertd`` maps it back to the original geometry.
 
     Args:
@@ -199,6 +232,9 @@ class SliceGatedInferer(Inferer):
             run (:func:`score_slices`); 1 scores every slice.
         report_dir: folder for one ``<case>_cascade.json`` report per volume (None: no files).
         precision: the classifier's precision, as for :func:`score_slices` (the segmenter's is its inferer's).
+        follow_min_voxels: where the segmenter labels at least this many voxels on the outermost kept slice of a
+            run, the run grows outwards while the organ goes on (:func:`pipelines.inference.organ_following.
+            follow_edges`; ``followed`` in the report); 0: the gate's slices only.
 
     Attributes:
         reports: the report of each volume of the last call (also written to ``report_dir``).
@@ -226,8 +262,10 @@ class SliceGatedInferer(Inferer):
         report_dir: str | os.PathLike | None = None,
         precision: str = "fp32",
         thresholds: Mapping[str, float] | None = None,
+        follow_min_voxels: int = 0,
     ) -> None:
         super().__init__()
+        self.follow_min_voxels = int(follow_min_voxels)
         self.precision = check_precision(precision)
         self.thresholds = dict(thresholds or {})
         self.classifier = classifier
@@ -278,12 +316,24 @@ class SliceGatedInferer(Inferer):
         # window's depth, so that it sees real neighbours; only the kept slices of its output are used
         kept = select_slabs(probs, slice_spacing_mm=margin_spacing, **selection)
         slabs = select_slabs(probs, slice_spacing_mm=margin_spacing, min_length=self.min_slab_slices, **selection)
+        whole = [Slab(0, n)]
+        slab_windows, whole_windows = (windows_along_slices(self.segmenter_inferer, s) for s in (slabs, whole))
+        one_pass = len(slabs) > 0 and slab_windows is not None and slab_windows >= whole_windows
+        if one_pass:  # the slabs would take as many windows as the whole volume: one pass, same cost, fewer seams
+            slabs = whole
         t1 = time.perf_counter()
+
+        def segment(slab: Slab) -> torch.Tensor:
+            return torch.as_tensor(self.segmenter_inferer(crop_slab(volume, slab)[None], network, *args, **kwargs))[0]
+
         out = background_logits(self.num_classes, volume.shape[1:], device=volume.device)
         for slab in slabs:
-            part = self.segmenter_inferer(crop_slab(volume, slab)[None], network, *args, **kwargs)
-            paste_slab(out, torch.as_tensor(part)[0], slab)
-        context_only = slab_mask(slabs, n) & ~slab_mask(kept, n)
+            paste_slab(out, segment(slab), slab)
+        kept_mask, segmented_mask = slab_mask(kept, n), slab_mask(slabs, n)
+        followed = follow_edges(
+            out, kept_mask, segmented_mask, segment, self.follow_min_voxels, max(self.min_slab_slices, 1)
+        )
+        context_only = segmented_mask & ~kept_mask
         if context_only.any():
             outside = background_logits(self.num_classes, (1, 1, 1), device=out.device)
             out[..., torch.from_numpy(context_only).to(out.device)] = outside
@@ -297,10 +347,12 @@ class SliceGatedInferer(Inferer):
             "selection": selection,
             "classifier_stride": self.stride,
             "slabs": [s.to_dict() for s in slabs],
+            "one_pass": one_pass,
             "kept": [s.to_dict() for s in kept],
-            "slices_kept": covered_slices(kept),
-            "slices_segmented": covered_slices(slabs),
-            "voxels_segmented": int(np.prod(volume.shape[1:-1])) * covered_slices(slabs),
+            "followed": [s.to_dict() for s in followed],
+            "slices_kept": int(kept_mask.sum()),
+            "slices_segmented": int(segmented_mask.sum()),
+            "voxels_segmented": int(np.prod(volume.shape[1:-1])) * int(segmented_mask.sum()),
             "voxels_total": int(np.prod(volume.shape[1:])),
             "seconds": {"classify": t_classify, "segment": t_segment, "total": time.perf_counter() - t0},
         }
@@ -308,9 +360,10 @@ class SliceGatedInferer(Inferer):
         if self.report_dir is not None:
             write_json_atomic(report, self.report_dir / f"{name}_cascade.json", indent=1)
         logger.info(
-            "%s: %d of %d slices kept %s, %d segmented (classify %.2f s, segment %.2f s)",
-            name, report["slices_kept"], n, [(s.start, s.stop) for s in kept], report["slices_segmented"], t_classify,
-            t_segment,
+            "%s: %d of %d slices kept %s%s, %d segmented (classify %.2f s, segment %.2f s)",
+            name, report["slices_kept"], n, [(s.start, s.stop) for s in kept],
+            f" + {[(s.start, s.stop) for s in followed]} where the organ went on" if followed else "",
+            report["slices_segmented"], t_classify, t_segment,
         )  # fmt: skip
         if facts:
             logger.info("%s: %s", name, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in facts.items()))

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-__all__ = ["Slab", "smooth_probabilities", "select_slabs", "slab_mask", "covered_slices"]
+__all__ = ["Slab", "smooth_probabilities", "select_slabs", "slab_mask", "slabs_of", "covered_slices"]
 
 logger = logging.getLogger(__name__)
 
@@ -296,3 +296,9 @@ def slab_mask(slabs: Iterable[Slab], n: int) -> np.ndarray:
 def covered_slices(slabs: Iterable[Slab]) -> int:
     """Number of distinct slices covered by ``slabs`` (a slice in two overlapping slabs counts once)."""
     return sum(stop - start for start, stop in _merge([(s.start, s.stop) for s in slabs], -1))
+
+
+def slabs_of(mask: object) -> list[Slab]:
+    """The maximal runs of True slices of the boolean array ``mask`` as slabs, in order (:func:`slab_mask`'s
+    inverse)."""
+    return [Slab(start, stop) for start, stop in _runs(np.asarray(mask, dtype=bool))]

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import torch
 import torchvision
-from monai.networks.nets import DenseNet121, EfficientNetBN, resnet18, resnet50
+from monai.networks.nets import DenseNet121, EfficientNetBN, resnet10, resnet18, resnet50
 from torch import nn
 
 __all__ = ["BACKBONES", "build_slice_classifier", "init_weights", "load_matching_weights", "count_parameters"]
 
 logger = logging.getLogger(__name__)
 
-BACKBONES = ("resnet18", "resnet50", "densenet121", "vgg16", "efficientnet-b0")
+BACKBONES = ("resnet10-narrow", "resnet18", "resnet50", "densenet121", "vgg16", "efficientnet-b0")
 """Backbone names accepted by :func:`build_slice_classifier`."""
 
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -73,7 +73,7 @@ def _with_dropout(linear: nn.Linear, dropout: float) -> nn.Linear:
     return _DropoutLinear(linear.in_features, linear.out_features, dropout) if dropout > 0 else linear
 
 
-def _resnet(factory: Callable[..., nn.Module]) -> Callable[[int, int, float], nn.Module]:
+def _resnet(factory: Callable[..., nn.Module], **options) -> Callable[[int, int, float], nn.Module]:
     def build(in_channels: int, num_classes: int, dropout: float) -> nn.Module:
         # the standard ImageNet stem (7x7 conv of stride 2, then max pooling) and no bias on the shortcut convs:
         # torchvision's layout; MONAI's defaults (stride 1, biased shortcuts) cost ~2-4x the compute for 2-D slices
@@ -84,6 +84,7 @@ def _resnet(factory: Callable[..., nn.Module]) -> Callable[[int, int, float], nn
             num_classes=num_classes,
             conv1_t_stride=2,
             bias_downsample=False,
+            **options,
         )
         model.fc = _with_dropout(model.fc, dropout)
         return model
@@ -114,6 +115,9 @@ def _efficientnet_b0(in_channels: int, num_classes: int, dropout: float) -> nn.M
 
 
 _BUILDERS: dict[str, Callable[[int, int, float], nn.Module]] = {
+    # one basic block per stage and a quarter of the channels (16-32-64-128): ~1/60 of resnet18's multiply-adds,
+    # sized for the cascade's gate, whose cost must stay small against a small 3-D segmenter's
+    "resnet10-narrow": _resnet(resnet10, widen_factor=0.25),
     "resnet18": _resnet(resnet18),
     "resnet50": _resnet(resnet50),
     "densenet121": _densenet121,
@@ -244,6 +248,8 @@ def build_slice_classifier(
 
     * ``resnet18``, ``resnet50``: MONAI ``ResNet`` with ``spatial_dims=2`` and the standard stem (7x7 conv of
       stride 2 + max pooling) and bias-free shortcut convolutions, i.e. torchvision's ResNet layout;
+    * ``resnet10-narrow``: the same layout with one block per stage and a quarter of the channels (16 to 128):
+      0.08M parameters, the cascade's gate at a fraction of the cost (no torchvision file fits it);
     * ``densenet121``: MONAI ``DenseNet121``;
     * ``vgg16``: torchvision ``vgg16(weights=None)`` with its first conv and last linear layer replaced;
     * ``efficientnet-b0``: MONAI ``EfficientNetBN`` (``pretrained=False``).

@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 # Last convolutional stage of each backbone of pipelines.models.classifiers, where Grad-CAM looks.
 GRADCAM_LAYERS = {
+    "resnet10-narrow": "layer4",
     "resnet18": "layer4",
     "resnet50": "layer4",
     "densenet121": "class_layers.relu",
