@@ -3,10 +3,11 @@
 Both use the same trained segmenter, preprocessing and postprocessing (argmax, the bundle's
 ``label_postprocessing``) on the same
 held-out volumes, in one process, one after the other per case. Prints per case and overall: wall time of each,
-their ratio, Dice per class of each against the label (on the preprocessed grid), the slices the gate kept and the
-slices the segmenter ran on (the kept ones grown to its window's depth), the classifier's throughput in slices of
-volume per second (it scores every ``cascade_stride``-th slice and the edges) and its time as a fraction of the
-full volume's.
+their ratio, Dice per class of each against the label (on the preprocessed grid), the slices the gate kept (with
+those added where the organ went on past its edge: ``followed``), the slices the segmenter ran on (the kept ones
+grown to its window's depth), the labelled slices the cascade left out (``lost``), the classifier's throughput in
+slices of volume per second (it scores every ``cascade_stride``-th slice and the edges) and its time as a fraction
+of the full volume's.
 
     python benchmarks/cascade_vs_full.py liver                       # test split of the default datalist
     python benchmarks/cascade_vs_full.py liver --section validation --set sw_batch_size=8
@@ -37,6 +38,7 @@ from monai.transforms import AsDiscrete  # noqa: E402
 
 from pipelines.api import load_weights  # noqa: E402
 from pipelines.cli.main import parse_overrides  # noqa: E402
+from pipelines.inference.slabs import Slab, slab_mask  # noqa: E402
 from pipelines.io.inputs import case_name  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
@@ -105,17 +107,25 @@ def main(argv: list[str] | None = None) -> int:
             report = cascade.reports[-1]
             row["cascade_slices"] = report["slices_segmented"]
             row["cascade_kept"] = report["slices_kept"]
+            row["cascade_followed"] = sum(s["stop"] - s["start"] for s in report["followed"])
+            kept = slab_mask([Slab(**s) for s in report["kept"] + report["followed"]], image.shape[-1])
+            labelled = data["label"][0].reshape(-1, image.shape[-1]).amax(0).cpu().numpy() > 0
+            row["labelled_slices"] = int(labelled.sum())
+            row["labelled_slices_lost"] = int((labelled & ~kept).sum())
             row["classify_s"] = report["seconds"]["classify"]
             rows.append(row)
 
     classes = workflow.classes[1:]
     print(f"\n{args.workflow}: cascade vs full-volume segmentation on '{args.section}' ({len(rows)} cases)")
-    header = f"{'case':22s} {'full s':>7s} {'casc s':>7s} {'ratio':>6s} {'kept':>9s} {'segmented':>9s} "
+    header = f"{'case':22s} {'full s':>7s} {'casc s':>7s} {'ratio':>6s} {'kept':>9s} {'followed':>8s} "
+    header += f"{'segmented':>9s} {'lost':>7s} "
     header += " ".join(f"{'full ' + c:>11s} {'casc ' + c:>11s}" for c in classes)
     print(header)
     for r in rows:
         line = f"{r['case']:22s} {r['full_s']:7.2f} {r['cascade_s']:7.2f} {r['full_s'] / r['cascade_s']:6.2f} "
-        line += f"{r['cascade_kept']:>4d}/{r['slices']:<4d} {r['cascade_slices']:>4d}/{r['slices']:<4d} "
+        line += f"{r['cascade_kept']:>4d}/{r['slices']:<4d} {r['cascade_followed']:8d} "
+        line += f"{r['cascade_slices']:>4d}/{r['slices']:<4d} "
+        line += f"{r['labelled_slices_lost']:>3d}/{r['labelled_slices']:<3d} "
         line += " ".join(f"{f:11.4f} {c:11.4f}" for f, c in zip(r["full_dice"], r["cascade_dice"], strict=True))
         print(line)
     full_t, casc_t = sum(r["full_s"] for r in rows), sum(r["cascade_s"] for r in rows)
@@ -131,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         "mean_dice_difference": float(np.nanmean(mean["cascade_dice"]) - np.nanmean(mean["full_dice"])),
         "slices_segmented_fraction": sum(r["cascade_slices"] for r in rows) / slices,
         "slices_kept_fraction": sum(r["cascade_kept"] for r in rows) / slices,
+        "slices_followed": sum(r["cascade_followed"] for r in rows),
+        "labelled_slices_lost": sum(r["labelled_slices_lost"] for r in rows),
+        "labelled_slices": sum(r["labelled_slices"] for r in rows),
         "gate_cost_fraction": sum(r["classify_s"] for r in rows) / full_t,
         "classifier_slices_per_second": slices / sum(r["classify_s"] for r in rows),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -141,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         f"mean Dice full {summary['mean_dice_full']}, cascade {summary['mean_dice_cascade']} "
         f"(difference of the class means {summary['mean_dice_difference']:+.4f}); "
         f"{100 * summary['slices_kept_fraction']:.0f}% of slices kept, "
-        f"{100 * summary['slices_segmented_fraction']:.0f}% segmented; "
+        f"{100 * summary['slices_segmented_fraction']:.0f}% segmented ({summary['slices_followed']} of the kept "
+        f"followed the organ past the gate); labelled slices left out {summary['labelled_slices_lost']} of "
+        f"{summary['labelled_slices']}; "
         f"classifier {summary['classifier_slices_per_second']:.0f} slices/s of volume, its time "
         f"{100 * summary['gate_cost_fraction']:.0f}% of the full volume's; peak RSS {summary['peak_rss_mib']:.0f} MiB"
     )

@@ -64,6 +64,13 @@ def test_foreground_beyond_an_empty_slice_is_never_reached():
     assert followed == [Slab(9, 12), Slab(18, 21)] and not kept[21:].any()
 
 
+def test_a_slice_wider_than_the_last_stops_the_growth():
+    """An organ narrows to its tip; a slice that widens again is the segmenter labelling something else."""
+    mask = _organ(range(15, 23)) | _organ(range(23, 26), area=9) | _organ(range(26, 31), area=25)
+    followed, kept, _, _ = _run(mask, [Slab(15, 23)])
+    assert followed == [Slab(14, 15), Slab(23, 26)] and not kept[26:].any()
+
+
 def test_a_thin_edge_stops_the_growth_and_min_voxels_zero_turns_it_off():
     mask = _organ(range(10, 30), area=1)  # fewer voxels than min_voxels on every slice
     assert _run(mask, [Slab(15, 22)])[0] == []

@@ -4,9 +4,12 @@ The slice gate decides where the 3D segmenter looks; at the edges of an organ (t
 a lesion's last slices) it is least sure, and a slice it drops is lost for good. After the kept slabs are
 segmented, :func:`follow_edges` looks at the segmenter's labels on the outermost kept slice of each run: while
 that slice holds at least ``min_voxels`` foreground voxels (the organ goes on), the run grows outwards slice by
-slice, segmenting a window-deep slab ahead of it when no logits are there yet, and stops after the first slice
-with fewer (the organ has ended), at the volume's end, or where it meets another kept run. Foreground that only
-reappears beyond an empty slice (a false positive further down the scan) is never reached.
+slice, segmenting a window-deep slab ahead of it when no logits are there yet, as long as each new slice holds no
+more foreground than the one before it: an organ narrows towards its tip. It stops after the first slice with
+fewer than ``min_voxels`` (the organ has ended), before a slice that widens again (the segmenter's false
+positives beyond the organ: on the long-scan phantoms the demo segmenter labels liver in most of the pelvis, and
+following it there cost Dice and time), at the volume's end, or where it meets another kept run. Foreground that
+only reappears beyond an empty slice is never reached.
 
 Everything here works on the last axis of channel-first logits ``(C, X, Y, Z)``; the segmenter is a callable.
 """
@@ -46,7 +49,7 @@ def follow_edges(
     min_voxels: int,
     depth: int,
 ) -> list[Slab]:
-    """Grow the runs of ``kept`` outwards while the segmenter labels the organ on their edge slices.
+    """Grow the runs of ``kept`` outwards while the segmenter labels a narrowing organ beyond their edge slices.
 
     Args:
         out: logits ``(C, X, Y, Z)``, valid on the ``segmented`` slices; the slabs segmented here are pasted in.
@@ -77,6 +80,8 @@ def follow_edges(
                 index = torch.from_numpy(new).to(out.device)
                 out[..., index + slab.start] = logits[..., index.to(logits.device)]
                 segmented[slab.start + new] = True
+            if foreground_voxels(out[..., nxt]) > foreground_voxels(out[..., edge]):
+                break  # an organ narrows towards its tip: a wider slice is something else the segmenter labels
             kept[nxt] = added[nxt] = True
             edge = nxt
     return slabs_of(added)
