@@ -2,7 +2,8 @@
 
 Every real case of a workflow's prepared datalist (``radcascade prepare-real``: the ``test`` cases with a label
 and the ``unlabelled`` ones) goes through inference twice, with the cascade and on the whole volume, in one
-process. Printed per case: the slices the gate kept (of all slices, after the body crop at the bundle's spacing),
+process. Printed per case: the slices the cascade kept (of all slices, after the body crop at the bundle's
+spacing: the gate's, and those added where the segmenter found the organ going on past its edge), the
 foreground Dice per labelled class against the real label on the scan's own grid, the axial extent of the
 predicted foreground and of the label, the labelled slices each mode left empty (for the cascade, mostly slices
 the gate dropped), the wall time of each mode; then the peak resident memory of the process. A case that
@@ -92,6 +93,7 @@ def run_case(
         report = segmenter.last_report
         if report is not None:
             row["kept"] = f"{report['slices_kept']}/{report['num_slices']}"
+            row["followed"] = sum(slab["stop"] - slab["start"] for slab in report.get("followed", []))
             row["kept_fraction"] = report["slices_kept"] / max(report["num_slices"], 1)
         row[f"{mode}_extent"] = _extent(mask > 0)
         if item.get("label"):
@@ -242,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         facts = "".join(f"{k.replace('_', ' ')} {v}; " for k, v in row.get("input", {}).items())
         print(
-            f"  {row['case']}: {facts}gate kept {row.get('kept', '-')} slices; {dice or 'no label'}; foreground slices "
+            f"  {row['case']}: {facts}kept {row.get('kept', '-')} slices ({row.get('followed', 0)} of them where the "
+            f"organ went on past the gate); {dice or 'no label'}; foreground slices "
             f"cascade {row['cascade_extent']}, full {row['full_extent']}{label}{missed}; "
             f"{row['cascade_s']:.2f} s cascade, {row['full_s']:.2f} s full"
         )

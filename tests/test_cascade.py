@@ -253,3 +253,14 @@ def test_a_gate_that_keeps_most_slices_runs_the_segmenter_once_on_the_whole_volu
     full = ThresholdSegmenter()
     _inferer(enabled=False)(image[None], full)
     assert segmenter.voxels_seen == full.voxels_seen
+
+
+def test_margin_in_mm_reads_the_slice_spacing_of_a_volume_built_without_its_channel():
+    """A MetaTensor made from an (X, Y, Z) array caches a spatial rank of 2 (``pixdim`` is then in-plane only)."""
+    volume = _phantom(spacing_z=2.5)[0]
+    image = MetaTensor(volume.as_tensor(), affine=volume.affine, meta={"filename_or_obj": "case_7.nii.gz"})[None]
+    assert len(image.pixdim) == 2  # MONAI's cached rank: 1.5 mm would be taken for the slice spacing
+    inferer = _inferer(margin_slices=0, margin_mm=5.0)
+    inferer(image[None], ThresholdSegmenter())
+    assert inferer.reports[-1]["slice_spacing_mm"] == 2.5
+    assert inferer.reports[-1]["slabs"] == [{"start": LESION.start - 2, "stop": LESION.stop + 2}]

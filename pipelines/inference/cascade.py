@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.data import MetaTensor
+from monai.data.utils import affine_to_spacing
 from monai.inferers import Inferer
 from monai.utils import convert_to_dst_type
 
@@ -310,7 +311,11 @@ class SliceGatedInferer(Inferer):
             threshold=selection["threshold"],
         )
         t_classify = time.perf_counter() - t0
-        spacing = float(volume.pixdim[-1]) if isinstance(volume, MetaTensor) else None
+        # from the affine and the volume's own spatial rank: MetaTensor.pixdim trusts a cached rank, which is 2 for a
+        # MetaTensor built from an (X, Y, Z) array before its channel was added (the in-plane spacing, not z)
+        spacing = (
+            float(affine_to_spacing(volume.affine, r=volume.ndim - 1)[-1]) if isinstance(volume, MetaTensor) else None
+        )
         margin_spacing = spacing if self.selection["margin_mm"] else None
         # the slices the gate keeps (runs and margins), and the slabs the segmenter runs on: those grown to its
         # window's depth, so that it sees real neighbours; only the kept slices of its output are used

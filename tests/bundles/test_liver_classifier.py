@@ -29,7 +29,7 @@ def test_classifier_checkpoint_and_mlflow_run(trained_cascade):
     assert run.info.status == "FINISHED"
     for name in ("val_accuracy", "val_precision", "val_recall", "val_specificity", "val_f1", "val_roc_auc"):
         assert name in run.data.metrics
-    assert run.data.params["backbone"] == "resnet18" and run.data.params["pos_fraction"] == "0.5"
+    assert run.data.params["backbone"] == "resnet10-narrow" and run.data.params["pos_fraction"] == "0.5"
 
 
 def test_evaluate_classifier_writes_slice_results_confusion_matrix_and_gradcam(trained_cascade, liver_stage):
