@@ -209,9 +209,8 @@ class SliceGatedInferer(Inferer):
     on the whole volume instead (``one_pass`` in the report), still labelling the kept slices only, so the cascade
     never costs more segmenter windows than the full volume. Where the segmenter still labels the organ on the
     outermost kept slice of a run (the gate cut it short), the run grows outwards until the organ ends
-    (``follow_min_voxels``). No positive slice: the segmenter does not run at all.
-    The output
-    has the input's spatial shape and metadata, so ``Invertd`` maps it back to the original geometry.
+    (``follow_min_voxels``). No positive slice: the segmenter does not run at all. The output has the input's
+    spatial shape and metadata, so ``Invertd`` maps it back to the original geometry.
 
     Args:
         classifier: the 2D slice classifier (2 classes: negative, positive).
