@@ -250,9 +250,11 @@ def test_infer_returns_a_label_volume_on_the_image_geometry(server, trained, mod
     assert status == 200, f"{params}\n{server.tail()}"
     assert params["label_names"] == LIVER_CLASSES
     assert ("cascade" in params) == (model == "liver")
-    if model == "liver":  # the slices the gate kept, and the slabs the segmenter ran on (those grown for context)
-        cascade = params["cascade"]
-        assert cascade["slices_kept"] == sum(s["stop"] - s["start"] for s in cascade["kept"])
+    if model == "liver":  # the slices kept (the gate's and those where the organ went on past its edge), and the
+        cascade = params["cascade"]  # slabs the segmenter ran on (those grown for context)
+        kept_runs = cascade["kept"] + cascade["followed"]
+        assert cascade["slices_kept"] == sum(s["stop"] - s["start"] for s in kept_runs)
+        assert isinstance(cascade["one_pass"], bool)
         assert cascade["slices_kept"] <= cascade["slices_segmented"] <= cascade["num_slices"]
     _assert_label_volume(data, server.studies / "liver_3.nii.gz", {0, 1, 2}, tmp_path)
 

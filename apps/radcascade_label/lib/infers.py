@@ -167,8 +167,11 @@ class BundleSegmentation(_CheckpointedModel):
             params["input"] = facts
         if report is not None:
             params["cascade"] = {
-                k: report[k] for k in ("kept", "slices_kept", "slabs", "slices_segmented", "num_slices", "seconds")
-            }
+                k: report[k]
+                for k in (
+                    "kept", "followed", "slices_kept", "slabs", "one_pass", "slices_segmented", "num_slices", "seconds",
+                )
+            }  # fmt: skip
             params["cascade"]["slice_probabilities"] = report["slice_probabilities"]
         logger.info("%s: %s -> %s in %.2f s", self.bundle.name, image, out, params["latencies"]["total"])
         return out, params
