@@ -1,4 +1,4 @@
-"""Inference: the slice-gated cascade, its slabs, fast sliding windows, per-case fault tolerance.
+"""Inference: the slice-gated cascade, its slabs and organ following, fast sliding windows, per-case fault tolerance.
 
 Modules load on first attribute access (``pipelines.inference.cascade``).
 """
@@ -9,6 +9,7 @@ _SUBMODULES = (
     "cascade",
     "fast_inference",
     "gate_thresholds",
+    "organ_following",
     "robust_inference",
     "slabs",
 )
