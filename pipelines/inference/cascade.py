@@ -161,15 +161,9 @@ def windows_along_slices(inferer: Inferer, slabs: Sequence[Slab]) -> int | None:
         return None
     roi = int(tuple(roi_size)[-1]) if isinstance(roi_size, Sequence) else int(roi_size)
     overlap = float(tuple(overlap)[-1]) if isinstance(overlap, Sequence) else float(overlap)
-    count = 0
-    for slab in slabs:
-        length = len(slab)
-        if roi <= 0 or length <= roi:  # MONAI pads a short slab (or a window of -1: the whole slab) to one window
-            count += 1
-            continue
-        step = max(int(roi * (1.0 - overlap)), 1)
-        count += math.ceil((length - roi) / step) + 1
-    return count
+    step = max(int(roi * (1.0 - overlap)), 1)
+    # MONAI pads a short slab (or takes a window of -1 as the whole slab) to one window
+    return sum(1 if roi <= 0 or len(slab) <= roi else math.ceil((len(slab) - roi) / step) + 1 for slab in slabs)
 
 
 def _case_name(inputs: torch.Tensor, index: int) -> str:

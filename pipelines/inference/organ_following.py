@@ -69,7 +69,8 @@ def follow_edges(
         return []
     runs = slabs_of(kept)
     for edge, step in [(run.start, -1) for run in runs] + [(run.stop - 1, 1) for run in runs]:
-        while foreground_voxels(out[..., edge]) >= min_voxels:
+        edge_voxels = foreground_voxels(out[..., edge])
+        while edge_voxels >= min_voxels:
             nxt = edge + step
             if not 0 <= nxt < n or kept[nxt]:
                 break  # the volume ends, or the run meets another one
@@ -80,8 +81,9 @@ def follow_edges(
                 index = torch.from_numpy(new).to(out.device)
                 out[..., index + slab.start] = logits[..., index.to(logits.device)]
                 segmented[slab.start + new] = True
-            if foreground_voxels(out[..., nxt]) > foreground_voxels(out[..., edge]):
+            next_voxels = foreground_voxels(out[..., nxt])
+            if next_voxels > edge_voxels:
                 break  # an organ narrows towards its tip: a wider slice is something else the segmenter labels
             kept[nxt] = added[nxt] = True
-            edge = nxt
+            edge, edge_voxels = nxt, next_voxels
     return slabs_of(added)
