@@ -34,8 +34,9 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STAGES = ("train", "evaluate", "inference", "train_classifier", "evaluate_classifier")
 STAGES_ROOT = REPO_ROOT / "bundles" / "stages"
-# Stages that extend another stage's layers: multi_gpu_train is train plus the distributed overrides.
-STAGE_BASES = {"multi_gpu_train": "train"}
+# Stages that extend another stage's layers: multi_gpu_train is train plus the distributed overrides, train_gpu is
+# train from a downloaded dataset on one GPU.
+STAGE_BASES = {"multi_gpu_train": "train", "train_gpu": "train"}
 # MONAI workflow type of each stage (``ConfigWorkflow(workflow_type=...)``).
 STAGE_TYPES = {
     "train": "train",
@@ -63,7 +64,8 @@ class Workflow:
         bundle: folder under ``bundles/`` (default: ``name``).
         config_suffix: suffix of this workflow's config files in a shared bundle (``_xray``: ``train_xray.yaml``).
         family: folder of ``bundles/stages/`` holding the shared stage configs (``3d``, ``xray``).
-        extra_stages: stages with a config file that the command line does not run (``multi_gpu_train``: torchrun).
+        extra_stages: stages with a config file that the command line does not run (``multi_gpu_train``: torchrun;
+            ``train_gpu``: a GPU preset over a downloaded dataset).
     """
 
     name: str
@@ -78,7 +80,7 @@ class Workflow:
     bundle: str = ""
     config_suffix: str = ""
     family: str = "3d"
-    extra_stages: tuple[str, ...] = ("multi_gpu_train",)
+    extra_stages: tuple[str, ...] = ("multi_gpu_train", "train_gpu")
 
     @property
     def bundle_dir(self) -> Path:

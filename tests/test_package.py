@@ -1,16 +1,19 @@
-"""Every module of ``pipelines`` is reachable as ``pipelines.<package>.<name>``, as bundle configs use them
-(``$pipelines.inference.cascade.x``), and the package has no import cycle."""
+"""Every module of ``pipelines`` (and ``data_manifests``) is reachable as ``pipelines.<package>.<name>``, as bundle
+configs use them (``$pipelines.inference.cascade.x``, ``$data_manifests.native.x``), and the package has no import
+cycle."""
 
 import importlib
 import pkgutil
 from pathlib import Path
 
+import data_manifests
 import pipelines
 
 
 def _packages():
     root = Path(pipelines.__file__).parent
     yield pipelines, root
+    yield data_manifests, Path(data_manifests.__file__).parent
     for info in pkgutil.iter_modules([str(root)]):
         if info.ispkg:
             yield importlib.import_module(f"pipelines.{info.name}"), root / info.name

@@ -102,6 +102,8 @@ def _commands(workflow: Workflow, stage: str) -> list[str]:
     path = f"{_rel(workflow.bundle_dir)}/{stage}{workflow.config_suffix}.yaml"
     if stage == "multi_gpu_train":
         return [f"torchrun --nproc_per_node=2 -m monai.bundle run --config_file {path}"]
+    if stage == "train_gpu":
+        return [f"python -m monai.bundle run --config_file {path} --dataset_dir /data/<the dataset as downloaded>"]
     run = f"python -m monai.bundle run --config_file {path}"
     if stage == "inference":
         run += " --input_path scan.nii.gz"

@@ -8,7 +8,9 @@ process: the project cannot wrap it. Each stage's ``initialize`` therefore start
   (:class:`pipelines.validation.errors.DataError`, :class:`pipelines.cli.config_checks.ConfigOverrideError`),
   raised there or later, print as their own lines instead of a traceback from inside ``monai.bundle``;
 * checks that the weights a stage reads exist (a bundle folder without ``models/model.pt``) and that the input
-  path of an inference exists, naming the file and what to do.
+  path of an inference exists, naming the file and what to do;
+* stops a GPU preset (``train_gpu.yaml``) on a machine without a CUDA GPU (:class:`MissingGPUError`), instead of
+  letting it cache every volume in host memory and train for days.
 
 In-process runs (``radcascade run``, the MONAI Label app, tests) get the same errors as exceptions.
 """
@@ -22,8 +24,9 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["check_stage", "command_line_overrides", "under_bundle_run"]
+__all__ = ["MissingGPUError", "check_stage", "command_line_overrides", "under_bundle_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,10 @@ RUN_ARGUMENTS = frozenset(
 )
 # the stage that writes each weights id
 WEIGHT_STAGES = {"ckpt_path": "train", "classifier_ckpt_path": "train_classifier"}
+
+
+class MissingGPUError(RuntimeError):
+    """A stage that trains on a CUDA GPU was started where none is visible."""
 
 
 def under_bundle_run(argv: Sequence[str] | None = None) -> bool:
@@ -88,7 +95,7 @@ def _print_input_errors() -> None:
     def hook(kind, error, traceback):
         cause, seen = error, set()
         while cause is not None and id(cause) not in seen:
-            if isinstance(cause, (DataError, ConfigOverrideError)):
+            if isinstance(cause, (DataError, ConfigOverrideError, MissingGPUError)):
                 print(f"monai.bundle run: {cause}", file=sys.stderr)
                 return
             seen.add(id(cause))
@@ -128,11 +135,26 @@ def _check_command_line(argv: Sequence[str], workflow: str) -> None:
         ) from None
 
 
+def _check_gpu(required: Any, stage: str) -> None:
+    from pipelines.validation.path_safety import as_bool
+
+    if not as_bool(required, "require_gpu"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise MissingGPUError(
+            f"{stage}.yaml trains on a CUDA GPU and this process sees none (torch.cuda.is_available() is False); "
+            "train on the CPU with train.yaml, or pass --require_gpu false to run this preset anyway"
+        )
+
+
 def check_stage(
     workflow: str,
     stage: str,
     weights: Mapping[str, str | os.PathLike | None] | None = None,
     inputs: Sequence[str | os.PathLike] = (),
+    require_gpu: Any = False,
 ) -> None:
     """Check a stage before it starts (the first step of every stage's ``initialize``).
 
@@ -142,17 +164,21 @@ def check_stage(
         weights: ``{config id: checkpoint file}`` that the stage loads (``ckpt_path``, ``classifier_ckpt_path``);
             None for one it does not need this time.
         inputs: files or folders the stage reads (an inference's ``input_path``).
+        require_gpu: the stage's ``require_gpu`` id: stop unless a CUDA GPU is visible (``true``/``false``, or their
+            strings from a command line).
 
     Raises:
         ConfigOverrideError: an override on the ``monai.bundle run`` command line names no id of the stage file, or
             its value does not fit the id's default.
         DataError: a weights file or an input path does not exist.
+        MissingGPUError: ``require_gpu`` is set and ``torch.cuda.is_available()`` is false.
     """
     from pipelines.workflows import REPO_ROOT, get_workflow
 
     if under_bundle_run():
         _print_input_errors()
         _check_command_line(sys.argv, workflow)
+    _check_gpu(require_gpu, stage)
     problems = []
     for id_, path in (weights or {}).items():
         if path is not None and not Path(path).is_file():

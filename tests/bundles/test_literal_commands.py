@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ def _arguments(overrides: dict) -> list[str]:
     return args
 
 
-def _bundle_run(stage: str, overrides: dict) -> subprocess.CompletedProcess:
+def _bundle_run(stage: str, overrides: dict, check: bool = True) -> subprocess.CompletedProcess:
     """Run a stage; one set of overrides serves every stage (an id only another stage defines is accepted)."""
     command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"bundles/liver/{stage}.yaml"]
     result = subprocess.run(
@@ -38,7 +39,8 @@ def _bundle_run(stage: str, overrides: dict) -> subprocess.CompletedProcess:
         timeout=600,
         env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
     )
-    assert result.returncode == 0, f"{stage} failed:\n{result.stderr[-4000:]}"
+    if check:
+        assert result.returncode == 0, f"{stage} failed:\n{result.stderr[-4000:]}"
     return result
 
 
@@ -78,3 +80,38 @@ def test_train_evaluate_and_inference_run_from_the_literal_commands(tiny_liver_t
         "train_classifier",
     ]
     assert {run.info.status for run in runs} == {"FINISHED"}
+
+
+def test_the_gpu_preset_trains_from_a_lits_folder_as_downloaded_and_its_model_serves_evaluate(
+    tiny_liver_task, shrink_overrides, tmp_path
+):
+    """bundles/liver/train_gpu.yaml on the CPU (--require_gpu false --amp false): the LiTS folder's datalist is
+    written by the preset, every volume cached, and the model it writes is read by evaluate.yaml as it is."""
+    task, _ = tiny_liver_task
+    lits = tmp_path / "LiTS" / "Training Batch 1"
+    lits.mkdir(parents=True)
+    for n, image in enumerate(sorted((task / "imagesTr").glob("*.nii.gz"))):
+        shutil.copyfile(image, lits / f"volume-{n}.nii.gz")
+        shutil.copyfile(task / "labelsTr" / image.name, lits / f"segmentation-{n}.nii.gz")
+    out = tmp_path / "runs"
+    overrides = shrink_overrides(lits.parent, out / "datalist.json", out)
+    del overrides["data_list_file_path"]  # the preset writes it
+    overrides.update(dataset_dir=str(lits.parent), cache_rate=1.0)
+
+    refused = _bundle_run("train_gpu", overrides, check=False)  # this machine has no GPU (CI's neither)
+    assert refused.returncode != 0
+    assert "train_gpu.yaml trains on a CUDA GPU" in refused.stderr and "--require_gpu false" in refused.stderr
+    assert not (out / "datalist.json").exists()  # it stopped before reading anything
+
+    result = _bundle_run("train_gpu", {**overrides, "require_gpu": False, "amp": False})
+    assert "LiTS layout" in result.stderr + result.stdout
+    datalist = json.loads((out / "datalist.json").read_text())
+    assert [len(datalist[k]) for k in ("training", "validation", "test")] == [3, 1, 1]
+    assert (out / "models" / "model.pt").is_file()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{out / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FINISHED"
+    assert float(run.data.params["learning_rate"]) == 0.0001 and run.data.params["cache_rate"] == "1.0"
+
+    _bundle_run("evaluate", {**overrides, "data_list_file_path": str(out / "datalist.json")})
+    assert "test_mean_dice" in (out / "eval" / "metrics.csv").read_text()
