@@ -12,6 +12,7 @@ of the full volume's.
     python benchmarks/cascade_vs_full.py liver                       # test split of the default datalist
     python benchmarks/cascade_vs_full.py liver --section validation --set sw_batch_size=8
     python benchmarks/cascade_vs_full.py liver --long-scans 3        # unseen phantoms of a chest-abdomen-pelvis length
+    python benchmarks/cascade_vs_full.py liver --long-scans 3 --z-range -1.6 2.4 --scan-slices 600   # thighs to chest
     python benchmarks/cascade_vs_full.py lung                        # any workflow of pipelines.workflows
 
 Needs trained checkpoints (``models/model.pt`` and ``models/classifier.pt``: run ``radcascade demo <workflow>``).
@@ -43,15 +44,34 @@ from pipelines.io.inputs import case_name  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
 
-def _long_scan_items(n: int) -> list[dict[str, str]]:
-    """``n`` liver phantoms (seeds unseen in training) with a chest-abdomen-pelvis scan range, written once."""
+def _long_scan_items(n: int, z_range: tuple[float, float] = (-1.0, 1.6), slices: int | None = None) -> list[dict]:
+    """``n`` liver phantoms (seeds unseen in training) scanning ``z_range`` (in abdomen heights, 0 its bottom and 1
+    its top: the default reaches from the pelvis into the lower chest), written once.
+
+    ``slices``: the scan's number of slices (thinner slices for a longer range); by default the phantoms' own slice
+    spacing is kept (2.6 times the slices for the default range).
+    """
     from pipelines.phantoms.liver_ct import DEFAULT_SHAPE, DEFAULT_SPACING, write_liver_phantom_task
 
-    task = REPO_ROOT / "data" / "Task03_Liver_phantom_long"
-    shape = (*DEFAULT_SHAPE[:2], round(DEFAULT_SHAPE[2] * 2.6))  # same slice spacing, 2.6 times the range
-    write_liver_phantom_task(task, num_cases=n, seed=1000, shape=shape, spacing=DEFAULT_SPACING, z_range=(-1.0, 1.6))
+    height = DEFAULT_SHAPE[2] * DEFAULT_SPACING[2]  # the abdomen's extent in mm
+    extent = (z_range[1] - z_range[0]) * height
+    nz = slices or round(DEFAULT_SHAPE[2] * (z_range[1] - z_range[0]))
+    shape, spacing = (*DEFAULT_SHAPE[:2], nz), (*DEFAULT_SPACING[:2], extent / nz)
+    name = "Task03_Liver_phantom_long"
+    if (tuple(z_range), slices) != ((-1.0, 1.6), None):
+        name += f"_{nz}_slices_{z_range[0]:g}_{z_range[1]:g}"
+    task = REPO_ROOT / "data" / name
+    write_liver_phantom_task(task, num_cases=n, seed=1000, shape=shape, spacing=spacing, z_range=z_range)
     dataset = json.loads((task / "dataset.json").read_text())
     return [{k: str(task / v) for k, v in item.items()} for item in dataset["training"]]
+
+
+def _source_slices(item: dict) -> int:
+    """The number of slices of a case's image file, as written (before resampling to the bundle's spacing)."""
+    import nibabel as nib
+
+    source = item["image"][0] if isinstance(item["image"], list) else item["image"]
+    return int(nib.load(source).shape[2]) if str(source).endswith((".nii", ".nii.gz")) else -1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     args_parser.add_argument(
         "--long-scans", type=int, default=0, metavar="N",
         help="instead of the datalist, N new liver phantoms scanned 2.6 times as long (pelvis to chest)",
+    )  # fmt: skip
+    args_parser.add_argument(
+        "--z-range", type=float, nargs=2, default=(-1.0, 1.6), metavar=("LO", "HI"),
+        help="the long scans' craniocaudal range in abdomen heights (0 its bottom, 1 its top; -1.6 2.4: thighs to "
+        "upper chest, the liver on about a quarter of the slices)",
+    )  # fmt: skip
+    args_parser.add_argument(
+        "--scan-slices", type=int, default=None, metavar="S",
+        help="the long scans' number of slices as written (default: the phantoms' own slice spacing)",
     )  # fmt: skip
     args = args_parser.parse_args(argv)
 
@@ -78,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     in_channels = parser.get_parsed_content("in_channels")
     postprocess = parser.get_parsed_content("label_postprocessing")
     if args.long_scans:
-        items = _long_scan_items(args.long_scans)
-        args.section = f"{args.long_scans} long-scan phantoms"
+        items = _long_scan_items(args.long_scans, tuple(args.z_range), args.scan_slices)
+        args.section = f"{args.long_scans} long-scan phantoms, z {args.z_range[0]:g}..{args.z_range[1]:g}"
+        if args.scan_slices:
+            args.section += f", {args.scan_slices} slices"
     else:
         items = load_decathlon_datalist(
             parser.get_parsed_content("data_list_file_path"),
@@ -96,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             data = preprocessing(item)
             image, label = data["image"][None], onehot(data["label"])
             source = item["image"][0] if isinstance(item["image"], list) else item["image"]
-            row = {"case": case_name(source), "slices": image.shape[-1]}
+            row = {"case": case_name(source), "slices": image.shape[-1], "source_slices": _source_slices(item)}
             for name, inferer in (("full", full_inferer), ("cascade", cascade)):
                 start = time.perf_counter()
                 logits = inferer(image, segmenter)
@@ -144,6 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         "slices_followed": sum(r["cascade_followed"] for r in rows),
         "labelled_slices_lost": sum(r["labelled_slices_lost"] for r in rows),
         "labelled_slices": sum(r["labelled_slices"] for r in rows),
+        "labelled_fraction": sum(r["labelled_slices"] for r in rows) / slices,
+        "source_slices": [r["source_slices"] for r in rows],
         "gate_cost_fraction": sum(r["classify_s"] for r in rows) / full_t,
         "classifier_slices_per_second": slices / sum(r["classify_s"] for r in rows),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -153,7 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         f"total: full {full_t:.2f} s, cascade {casc_t:.2f} s, speedup x{summary['speedup']:.2f}; "
         f"mean Dice full {summary['mean_dice_full']}, cascade {summary['mean_dice_cascade']} "
         f"(difference of the class means {summary['mean_dice_difference']:+.4f}); "
-        f"{100 * summary['slices_kept_fraction']:.0f}% of slices kept, "
+        f"organ on {100 * summary['labelled_fraction']:.0f}% of the slices (scans of {summary['source_slices']} "
+        f"slices as read); {100 * summary['slices_kept_fraction']:.0f}% of slices kept, "
         f"{100 * summary['slices_segmented_fraction']:.0f}% segmented ({summary['slices_followed']} of the kept "
         f"followed the organ past the gate); labelled slices left out {summary['labelled_slices_lost']} of "
         f"{summary['labelled_slices']}; "
