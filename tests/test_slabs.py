@@ -102,6 +102,10 @@ def test_margin_in_mm_with_spacing():
     assert select_slabs(probs, margin_mm=5.0, slice_spacing_mm=2.5) == [Slab(18, 24)]
     assert select_slabs(probs, margin_mm=6.0, slice_spacing_mm=2.5) == [Slab(17, 25)]
     assert select_slabs(probs, margin_mm=0.0, slice_spacing_mm=2.5) == [Slab(20, 22)]
+    # no margin needs no spacing: the cascade passes none when cascade_margin_mm is 0
+    assert (
+        select_slabs(probs, margin_mm=0.0) == select_slabs(probs, margin_mm=0, slice_spacing_mm=None) == [Slab(20, 22)]
+    )
     # floating point: 1.1 / 0.1 == 11.000000000000002 must stay 11 slices
     assert select_slabs(probs, margin_mm=1.1, slice_spacing_mm=0.1) == [Slab(9, 33)]
 

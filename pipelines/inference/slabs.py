@@ -158,6 +158,8 @@ def _margin_in_slices(margin_slices: int, margin_mm: float | None, slice_spacing
         raise ValueError(f"margin_mm must be a finite number, got {margin_mm!r}")
     if margin_mm < 0:
         raise ValueError(f"margin_mm must be >= 0, got {margin_mm}")
+    if margin_mm == 0:  # no margin: no spacing needed (``cascade_margin_mm: 0`` once stopped every inference)
+        return 0
     if slice_spacing_mm is None:
         raise ValueError("margin_mm needs slice_spacing_mm (the distance between slices in mm) to convert it")
     if (
