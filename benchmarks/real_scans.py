@@ -56,13 +56,14 @@ def label_on_grid(label_path: str, reference) -> np.ndarray:
 
 def real_cases(workflow: str, datalist: str | None = None) -> tuple[Path, list[dict]] | None:
     """The prepared datalist of ``workflow``'s real cases (default ``runs/real/<workflow>_real.json``) and its
-    ``test`` then ``unlabelled`` entries; None, with the command that writes it printed, when it is missing."""
+    ``test``, ``findings`` (radiographs with a finding and no mask) and ``unlabelled`` entries; None, with the command
+    that writes it printed, when it is missing."""
     path = Path(datalist or REPO_ROOT / "runs" / "real" / f"{workflow}_real.json")
     if not path.is_file():
         print(f"{path}: not found; run: radcascade prepare-real --output-dir {path.parent}")
         return None
     entries = json.loads(path.read_text())
-    return path, entries.get("test", []) + entries.get("unlabelled", [])
+    return path, entries.get("test", []) + entries.get("findings", []) + entries.get("unlabelled", [])
 
 
 def _extent(mask: np.ndarray) -> str:
@@ -115,6 +116,57 @@ PER_CASE_LIMIT = 20  # more radiographs than this: only the failures and the low
 WORST_SHOWN = 10
 
 
+def rank_auc(positive: list[float], negative: list[float]) -> float | None:
+    """ROC AUC of scores, positives against negatives (the Mann-Whitney U statistic, ties counted half); None
+    when either group is empty."""
+    if not positive or not negative:
+        return None
+    pos, neg = np.asarray(positive)[:, None], np.asarray(negative)[None, :]
+    return float(((pos > neg).sum() + 0.5 * (pos == neg).sum()) / (pos.size * neg.size))
+
+
+def classification_summary(rows: list[dict]) -> dict:
+    """The classifier against the radiographs' findings: per finding, how many were called each class; the accuracy
+    where the finding has a class; ROC AUC of p(COVID), COVID-19 against the other findings, and of 1 - p(Normal),
+    abnormal against no finding. ``lines`` holds the printed text; empty when no row has a finding and a class."""
+    rows = [r for r in rows if "finding" in r and "class" in r]
+    if not rows:
+        return {}
+    called: dict[str, dict[str, int]] = {}
+    for r in rows:
+        counts = called.setdefault(r["finding"], {})
+        counts[r["class"]] = counts.get(r["class"], 0) + 1
+    with_class = [r for r in rows if r["true_class"]]
+    correct = sum(r["class"] == r["true_class"] for r in with_class)
+
+    def prob(row: dict, name: str) -> float:
+        return row["class_probabilities"].get(name.lower().replace(" ", "_"), 0.0)
+
+    covid_auc = rank_auc(
+        [prob(r, "COVID") for r in rows if r["true_class"] == "COVID"],
+        [prob(r, "COVID") for r in rows if r["true_class"] != "COVID"],
+    )
+    abnormal_auc = rank_auc(
+        [1 - prob(r, "Normal") for r in rows if r["true_class"] != "Normal"],
+        [1 - prob(r, "Normal") for r in rows if r["true_class"] == "Normal"],
+    )
+    lines = [f"classifier on {len(rows)} real radiographs with a finding (evaluation only):"]
+    for finding, counts in called.items():
+        calls = ", ".join(f"{c} {n}" for c, n in counts.items())
+        lines.append(f"  {finding} ({sum(counts.values())}): called {calls}")
+    lines.append(f"  accuracy {correct}/{len(with_class)} where the finding has a class of the classifier")
+    aucs = (("p(COVID), COVID-19 vs the rest", covid_auc), ("1 - p(Normal), abnormal vs normal", abnormal_auc))
+    for name, auc in aucs:
+        lines.append(f"  ROC AUC of {name}: " + ("n/a (one group is empty)" if auc is None else f"{auc:.3f}"))
+    return {
+        "called": called,
+        "accuracy": correct / len(with_class) if with_class else None,
+        "covid_auc": covid_auc,
+        "abnormal_auc": abnormal_auc,
+        "lines": lines,
+    }
+
+
 def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_path: Path, json_path) -> int:
     """A 2D workflow (chest X-ray): the inference stage once over the real radiographs, as a user runs it, then the
     Dice of each written lung mask (at the input's own size) against the real mask; time and peak memory."""
@@ -142,6 +194,8 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
         for item in items:
             name = Path(item["image"]).name.rsplit(".", 1)[0]
             row = {"case": item.get("id") or name}
+            if "finding" in item:  # the radiograph's finding, and the classifier's class for it (None: none)
+                row["finding"], row["true_class"] = item["finding"], item.get("class_name")
             written = Path(tmp) / "out" / "predictions" / f"{name}_mask.png"
             if not written.is_file():
                 rows.append(row | {"error": f"no mask written for {item['image']} (see failures.json)"})
@@ -187,10 +241,14 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
             f"5th percentile {np.percentile(dice, 5):.3f}, min {dice.min():.3f}; >= 0.90 on "
             f"{(dice >= 0.90).mean():.0%}"
         )
+    classification = classification_summary(rows)
+    for line in classification.get("lines", []):
+        print(line)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"inference stage {seconds:.1f} s for {len(items)} radiographs (start-up included); peak RSS {peak:.0f} MiB")
     if json_path:
-        Path(json_path).write_text(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mib": peak}, indent=2))
+        figures = {"rows": rows, "classification": classification, "seconds": seconds, "peak_rss_mib": peak}
+        Path(json_path).write_text(json.dumps(figures, indent=2))
     return 0
 
 

@@ -16,6 +16,7 @@ never train on them or tune a threshold on them.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import logging
@@ -55,11 +56,13 @@ def sha256_of(path: str | os.PathLike) -> str:
 
 def _collection_cases(collection: Mapping, manifest_path: Path) -> list[dict]:
     """The cases of a collection: each file under ``images`` in its checksum file (``<sha256>  <path>`` lines,
-    sha256sum's format) whose namesake under ``labels`` is listed too, as a case named ``id_prefix`` + the file's
-    stem in lower case, with the collection's other fields.
+    sha256sum's format) that has a label, as a case named ``id_prefix`` + the file's stem in lower case, with the
+    collection's other fields. The label is a mask (its namesake under ``labels``, listed in the checksum file too)
+    or a finding (a line of the ``findings`` CSV: ``path,finding,view``; ``finding_classes`` maps each finding to a
+    class of the workflow's classifier, or to null for a finding it has no class for).
 
     Raises:
-        DataError: when the checksum file is missing or a line is not ``<sha256>  <path>``.
+        DataError: when the checksum or findings file is missing or malformed, or a finding is not mapped.
     """
     listing = manifest_path.parent / collection["checksums"]
     try:
@@ -72,18 +75,46 @@ def _collection_cases(collection: Mapping, manifest_path: Path) -> list[dict]:
         if len(parts) != 2 or len(parts[0]) != 64:
             raise DataError([f"{listing}:{number}: expected '<sha256>  <path>', got {line[:80]!r}"])
         digests[parts[1].lstrip("*")] = parts[0]
-    shared = {k: v for k, v in collection.items() if k not in ("id_prefix", "checksums", "images", "labels", "label")}
+    findings = _findings(collection, manifest_path) if collection.get("findings") else {}
+    own = ("id_prefix", "checksums", "images", "labels", "label", "findings", "finding_classes")
+    shared = {k: v for k, v in collection.items() if k not in own}
     cases = []
     for image_path in sorted(p for p in digests if p.startswith(collection["images"])):
         name = image_path[len(collection["images"]) :]
-        label_path = collection["labels"] + name
-        if label_path not in digests:
-            continue
         case = {"id": collection["id_prefix"] + Path(name).stem.lower(), **shared, "collection": listing.name}
         case["image"] = {"path": image_path, "sha256": digests[image_path]}
-        case["label"] = {**collection["label"], "path": label_path, "sha256": digests[label_path]}
+        if collection.get("labels"):
+            label_path = collection["labels"] + name
+            if label_path not in digests:
+                continue
+            case["label"] = {**collection["label"], "path": label_path, "sha256": digests[label_path]}
+        if findings:
+            if image_path not in findings:
+                continue
+            case["finding"] = findings[image_path]
+            case["class_name"] = collection["finding_classes"][case["finding"]]
         cases.append(case)
     return cases
+
+
+def _findings(collection: Mapping, manifest_path: Path) -> dict[str, str]:
+    """``{image path: finding}`` of a collection's findings CSV, every finding checked against ``finding_classes``."""
+    path = manifest_path.parent / collection["findings"]
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as error:
+        raise DataError([f"{manifest_path}: collection of {collection.get('source')!r}: {error}"]) from error
+    known = collection.get("finding_classes", {})
+    problems = [
+        f"{path}:{number}: finding {row.get('finding')!r} of {row.get('path')!r} is not in finding_classes "
+        f"{sorted(known)} of {manifest_path.name}"
+        for number, row in enumerate(rows, 2)
+        if row.get("finding") not in known or not row.get("path")
+    ]
+    if problems:
+        raise DataError(problems)
+    return {row["path"]: row["finding"] for row in rows}
 
 
 def load_manifest(path: str | os.PathLike = MANIFEST) -> dict:
@@ -209,6 +240,8 @@ def prepare_real(
         else:
             item = {"image": str(paths["image"])}
         item["id"] = case_id
+        if "finding" in case:  # a radiograph's finding, and the classifier's class for it (None: it has none)
+            item["finding"], item["class_name"] = case["finding"], case["class_name"]
         if "label" in paths and "threshold" in case["label"]:
             label = _write_radiograph_mask(
                 paths["label"], out / "labels" / f"{case_id}.png", case["label"]["threshold"]
@@ -217,8 +250,9 @@ def prepare_real(
         elif "label" in paths:
             label = _write_mapped_label(paths["label"], out / "labels" / f"{case_id}.nii.gz", case["label"]["map"])
             item["label"] = str(label)
-        section = "test" if "label" in item else "unlabelled"
-        sections.setdefault(case["workflow"], {"test": [], "unlabelled": []})[section].append(item)
+        # test: a label to score a mask against; findings: a finding only (the classifier's evaluation); unlabelled
+        section = "test" if "label" in item else "findings" if "finding" in item else "unlabelled"
+        sections.setdefault(case["workflow"], {"test": [], "unlabelled": []}).setdefault(section, []).append(item)
         result.found[case_id] = item
     for workflow, lists in sections.items():
         datalist = {

@@ -169,6 +169,46 @@ def test_a_collection_lists_many_radiographs_by_a_checksum_file(tmp_path, capsys
         load_manifest(tmp_path / "manifest.json")
 
 
+def test_a_collection_of_radiographs_with_findings_and_no_masks(tmp_path):
+    """A collection with a findings CSV: one case per listed image with a finding, the classifier's class for it
+    (null: none), in the datalist's ``findings`` section; a finding the manifest does not map is refused."""
+    from PIL import Image
+
+    fetched = tmp_path / "fetched" / "images"
+    fetched.mkdir(parents=True)
+    lines = []
+    for name in ("COVID-00001.jpg", "COVID-00002.png", "COVID-00003.png"):
+        Image.fromarray(np.full((6, 8), 90, np.uint8)).save(fetched / name)
+        lines.append(f"{sha256_of(fetched / name)}  images/{name}")
+    (tmp_path / "checksums").mkdir()
+    (tmp_path / "checksums" / "f.sha256").write_text("\n".join(lines) + "\n")
+    findings = "path,finding,view\nimages/COVID-00001.jpg,COVID-19,PA\nimages/COVID-00003.png,Pneumonia,\n"
+    (tmp_path / "checksums" / "f.csv").write_text(findings)  # COVID-00002 has no finding: no case
+    manifest = {
+        "sources": {"f": {"repository": "https://example.org/f", "commit": "0" * 40, "licence": "research use"}},
+        "collections": [{"id_prefix": "cxr_f_", "source": "f", "workflow": "chest_xray", "modality": "DX",
+                         "checksums": "checksums/f.sha256", "images": "images/", "findings": "checksums/f.csv",
+                         "finding_classes": {"COVID-19": "COVID", "Pneumonia": None},
+                         "in_repository": None, "why_not_in_repository": "licence"}],
+    }  # fmt: skip
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    cases = load_manifest(tmp_path / "manifest.json")["cases"]
+    assert [(c["id"], c["finding"], c["class_name"]) for c in cases] == [
+        ("cxr_f_covid-00001", "COVID-19", "COVID"),
+        ("cxr_f_covid-00003", "Pneumonia", None),
+    ]
+    assert all("label" not in c and "findings" not in c for c in cases)
+
+    prepared = prepare_real([tmp_path / "fetched"], tmp_path / "out", tmp_path / "manifest.json")
+    datalist = json.loads(Path(prepared.datalists["chest_xray"]).read_text())
+    assert datalist["test"] == [] and [e["class_name"] for e in datalist["findings"]] == ["COVID", None]
+    assert datalist["findings"][0]["image"] == str((fetched / "COVID-00001.jpg").resolve())
+
+    (tmp_path / "checksums" / "f.csv").write_text(findings + "images/COVID-00002.png,Tuberculosis,PA\n")
+    with pytest.raises(DataError, match=r"f.csv:4: finding 'Tuberculosis' of 'images/COVID-00002.png' is not in"):
+        load_manifest(tmp_path / "manifest.json")
+
+
 def test_prepare_real_counts_a_collections_cases_in_one_line(tmp_path, capsys):
     assert main(["prepare-real", "--output-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -354,28 +354,56 @@ def test_real_scans_benchmark_scores_radiographs_and_summarises_them_per_source(
     trained_segmenter, trained_classifier, tmp_path, capsys
 ):
     """``benchmarks/real_scans.py chest_xray`` on radiographs with masks named as the real collection's cases: Dice
-    per radiograph at the input's size, the summary per source, only the lowest cases when there are many."""
+    per radiograph at the input's size, the summary per source, only the lowest cases when there are many; and on
+    radiographs with a finding and no mask (the ``findings`` section): the classifier against the findings."""
     bench = load_benchmark("real_scans")
     root = Path(trained_segmenter["dataset_dir"])
-    entries = _test_entries(trained_segmenter)[:3]
+    sections = json.loads(Path(trained_segmenter["data_list_file_path"]).read_text())
+    entries = (sections["test"] + sections["validation"] + sections["training"])[:5]
     items = [
         {"id": f"cxr_{source}_{i:04d}_0", "image": str(root / e["image"]), "label": str(root / e["label"])}
-        for i, (source, e) in enumerate(zip(["mcucxr", "chncxr", "chncxr"], entries, strict=True))
+        for i, (source, e) in enumerate(zip(["mcucxr", "chncxr", "chncxr"], entries[:3], strict=True))
     ]
+    findings = [
+        {"id": "cxr_figure1_covid-00001", "image": str(root / entries[3]["image"]), "finding": "COVID-19",
+         "class_name": "COVID"},
+        {"id": "cxr_figure1_covid-00002", "image": str(root / entries[4]["image"]), "finding": "No finding",
+         "class_name": "Normal"},
+    ]  # fmt: skip
     datalist = tmp_path / "chest_xray_real.json"
-    datalist.write_text(json.dumps({"training": [], "test": items, "unlabelled": []}))
+    datalist.write_text(json.dumps({"training": [], "test": items, "findings": findings, "unlabelled": []}))
     sets = [f"{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in trained_segmenter.items()]
     bench.PER_CASE_LIMIT, bench.WORST_SHOWN = 2, 1  # as with the 704: the lowest cases only
     args = ["chest_xray", "--datalist", str(datalist), "--json", str(tmp_path / "rows.json")]
     assert bench.main([*args, *sum((["--set", s] for s in sets), [])]) == 0
-    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
-    assert [r["case"] for r in rows] == [item["id"] for item in items]
-    assert all(0.0 <= r["lung_dice"] <= 1.0 and r["size_kept"] and r["class"] in CLASSES for r in rows)
+    figures = json.loads((tmp_path / "rows.json").read_text())
+    rows = figures["rows"]
+    assert [r["case"] for r in rows] == [item["id"] for item in items + findings]
+    scored = [r for r in rows if "lung_dice" in r]
+    assert len(scored) == 3 and all(0.0 <= r["lung_dice"] <= 1.0 for r in scored)
+    assert all(r["size_kept"] and r["class"] in CLASSES for r in rows)
     out = capsys.readouterr().out
-    assert "chest_xray: 3 real radiograph(s)" in out and "0 failed" in out
-    assert "the failures and the 1 lowest Dice of 3 (every case in --json)" in out
-    lowest = min(rows, key=lambda r: r["lung_dice"])
+    assert "chest_xray: 5 real radiograph(s)" in out and "0 failed" in out
+    assert "the failures and the 1 lowest Dice of 5 (every case in --json)" in out
+    lowest = min(scored, key=lambda r: r["lung_dice"])
     assert sum(f"  {r['case']}: lung Dice" in out for r in rows) == 1 and f"  {lowest['case']}: lung Dice" in out
-    dice = np.array([r["lung_dice"] for r in rows])
+    dice = np.array([r["lung_dice"] for r in scored])
     assert f"lung Dice, all (3 radiographs): mean {dice.mean():.3f}, median {np.median(dice):.3f}" in out
     assert "lung Dice, mcucxr (1 radiographs)" in out and "lung Dice, chncxr (2 radiographs)" in out
+
+    # the classifier against the two findings: counts, accuracy and the AUCs from the written probabilities
+    covid, normal = rows[3], rows[4]
+    assert (covid["finding"], covid["true_class"], normal["true_class"]) == ("COVID-19", "COVID", "Normal")
+    summary = figures["classification"]
+    assert summary["called"] == {"COVID-19": {covid["class"]: 1}, "No finding": {normal["class"]: 1}}
+    assert summary["accuracy"] == ((covid["class"] == "COVID") + (normal["class"] == "Normal")) / 2
+    p_covid = [r["class_probabilities"]["covid"] for r in (covid, normal)]
+    assert summary["covid_auc"] == (1.0 if p_covid[0] > p_covid[1] else 0.5 if p_covid[0] == p_covid[1] else 0.0)
+    assert "classifier on 2 real radiographs with a finding (evaluation only):" in out
+    assert f"  COVID-19 (1): called {covid['class']} 1" in out and "ROC AUC of p(COVID), COVID-19 vs the rest" in out
+
+
+def test_rank_auc_counts_ties_half_and_needs_both_groups():
+    bench = load_benchmark("real_scans")
+    assert bench.rank_auc([0.9, 0.8], [0.1, 0.8]) == (2 + 1 + 0.5) / 4
+    assert bench.rank_auc([0.5], []) is None
