@@ -244,6 +244,17 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
     classification = classification_summary(rows)
     for line in classification.get("lines", []):
         print(line)
+    by_source: dict[str, list[dict]] = {}
+    for row in rows:  # the pooled AUCs compare radiographs of different sources: each source's own too
+        by_source.setdefault(row["case"].split("_")[1] if row["case"].count("_") >= 2 else "other", []).append(row)
+    for source, members in by_source.items():
+        summary = classification_summary(members)
+        if summary and len(by_source) > 1:
+            classification.setdefault("by_source", {})[source] = {k: v for k, v in summary.items() if k != "lines"}
+            pair = (summary["covid_auc"], summary["abnormal_auc"])
+            aucs = [f"{auc:.3f}" if auc is not None else "n/a" for auc in pair]
+            accuracy = "n/a" if summary["accuracy"] is None else f"{summary['accuracy']:.3f}"
+            print(f"  {source} alone: accuracy {accuracy}, ROC AUC p(COVID) {aucs[0]}, abnormal vs normal {aucs[1]}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"inference stage {seconds:.1f} s for {len(items)} radiographs (start-up included); peak RSS {peak:.0f} MiB")
     if json_path:
