@@ -20,10 +20,15 @@ memory are its own. Printed:
 * the ratios: ours after start-up vs the I/O floor, start-up vs ``import monai``, zoo vs ours, peak RSS vs the
   volume's float32 size.
 
+* with ``--nnunet-python PYTHON`` (an interpreter that has ``nnunetv2``; this project does not install it): nnU-Net
+  v2's predictor as its users run it, with the same network and weights (``benchmarks/nnunet_peer.py``), its time
+  and its agreement with ours.
+
     python benchmarks/whole_scan.py liver
     python benchmarks/whole_scan.py liver --shape 512 512 300 --skip-dicom
+    python benchmarks/whole_scan.py liver --nnunet-python ~/nnunet-env/bin/python
 
-Needs trained checkpoints (``radcascade demo <workflow>``). nnU-Net v2 is not run: it is not installed here.
+Needs trained checkpoints (``radcascade demo <workflow>``).
 """
 
 from __future__ import annotations
@@ -114,6 +119,18 @@ with torch.inference_mode():
     d["pred"] = inferer(d["image"][None], net)[0]
 post(d)
 print(json.dumps({"startup": startup, "after start-up": time.perf_counter() - s}))
+"""
+
+# The bundle's network with its weights as TorchScript, and the ids the nnU-Net peer needs (JSON on stdout).
+_EXPORT = r"""
+import json, sys, torch
+from pipelines.api import load_weights
+from pipelines.workflows import get_workflow
+p = get_workflow(sys.argv[1]).config_parser("inference")
+net = load_weights(p.get_parsed_content("network_def"), p.get_parsed_content("ckpt_path")).eval()
+torch.jit.script(net).save(sys.argv[2])
+ids = {k: p.get_parsed_content(k) for k in ("pixdim", "roi_size", "hu_window", "num_classes", "sw_overlap")}
+print(json.dumps(ids))
 """
 
 _FLOOR = r"""
@@ -229,6 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workflow")
     parser.add_argument("--shape", nargs=3, type=int, default=[512, 512, 600])
     parser.add_argument("--skip-dicom", action="store_true", help="NIfTI only")
+    parser.add_argument(
+        "--nnunet-python", default=None, metavar="PYTHON",
+        help="a Python interpreter with nnunetv2 installed: also run nnU-Net v2's predictor with the same network",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     nifti, series = _whole_scan(tuple(args.shape))
     float32_gib = 4 * args.shape[0] * args.shape[1] * args.shape[2] / 2**30
@@ -278,13 +299,40 @@ def main(argv: list[str] | None = None) -> int:
             f"  zoo-style pipeline: {zoo['after start-up']:.1f} s after start-up ({zoo_wall:.1f} s wall), "
             f"peak RSS {zoo_peak:.2f} GiB; foreground agreement (Dice) with ours {agreement:.4f}"
         )
+        peer = None
+        if args.nnunet_python:
+            peer = _nnunet_peer(args, nifti, Path(tmp), ours_mask)
     print("  ratios:")
     print(f"    ours after start-up / I/O floor       {after / io_floor:.2f}  (target <= 2)")
     print(f"    same, against the ISA-L floor         {after / isal_floor:.2f}")
     print(f"    start-up - import monai               {startup - import_monai:+.1f} s  (target <= 1.5 s)")
     print(f"    zoo / ours (after start-up)           x{zoo['after start-up'] / after:.2f}  (target >= 3)")
+    if peer:
+        print(f"    nnU-Net v2 / ours (after start-up)    x{peer / after:.2f}")
     print(f"    peak RSS / float32 volume             {peak / float32_gib:.1f}  (target <= 2.5)")
     return 0
+
+
+def _nnunet_peer(args: argparse.Namespace, nifti: Path, tmp: Path, ours_mask: Path) -> float | None:
+    """nnU-Net v2's predictor with the bundle's network and weights (``benchmarks/nnunet_peer.py``, run by
+    ``--nnunet-python``); prints its time, peak RSS and agreement with ours, returns its seconds (None: no CT)."""
+    ids, _, _ = _child(_EXPORT, args.workflow, str(tmp / "network.ts"))
+    if ids.get("hu_window") is None:
+        print("  nnU-Net v2 peer: CT workflows only (its CT normalisation stands for the HU window)")
+        return None
+    cmd = [args.nnunet_python, str(REPO_ROOT / "benchmarks" / "nnunet_peer.py"), "--network", str(tmp / "network.ts"),
+           "--input", str(nifti), "--output", str(tmp / "nnunet" / "seg.nii.gz"),
+           "--pixdim", *map(str, ids["pixdim"]), "--roi-size", *map(str, ids["roi_size"]),
+           "--hu-window", *map(str, ids["hu_window"]), "--num-classes", str(ids["num_classes"]),
+           "--overlap", str(ids["sw_overlap"])]  # fmt: skip
+    result, wall, peer_peak = _child(cmd, python=False)
+    agreement = _dice_of_files(ours_mask, Path(result["output"]))
+    print(
+        f"  nnU-Net v2 predictor, same network and weights: {result['seconds']:.1f} s after start-up ({wall:.1f} s "
+        f"wall), peak RSS {peer_peak:.2f} GiB (its largest process); foreground agreement (Dice) "
+        f"with ours {agreement:.4f} (nnU-Net keeps every component, ours the largest)"
+    )
+    return result["seconds"]
 
 
 if __name__ == "__main__":
