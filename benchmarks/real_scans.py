@@ -109,6 +109,9 @@ def run_case(
             # labelled slices where this mode predicts nothing: for the cascade, mostly slices the gate dropped
             labelled = (truth > 0).any(axis=(0, 1))
             row[f"{mode}_missed_slices"] = int((labelled & ~(mask > 0).any(axis=(0, 1))).sum())
+            # foreground predicted on slices the label leaves empty: beyond the organ's craniocaudal extent (for
+            # the liver: in the chest or the pelvis), where no voxel should be labelled at all
+            row[f"{mode}_voxels_beyond"] = int((mask > 0)[..., ~labelled].sum())
     return row
 
 
@@ -308,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         label = f", label {row['label_extent']}" if "label_extent" in row else ""
         missed = (
             f"; labelled slices left empty: cascade {row['cascade_missed_slices']}, full {row['full_missed_slices']}"
+            f"; voxels predicted on slices the label leaves empty: cascade {row['cascade_voxels_beyond']}, full "
+            f"{row['full_voxels_beyond']}"
             if "cascade_missed_slices" in row
             else ""
         )

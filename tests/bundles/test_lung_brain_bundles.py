@@ -240,7 +240,14 @@ def test_brain_benchmarks_score_studies_with_some_sequences(trained, tmp_path, c
     (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
     assert row["case"] == "two_sequences" and row["input"]["sequences_used"] == "FLAIR+T1ce"
     assert "full_whole_tumour_dice" in row and "cascade_whole_tumour_dice" in row
-    assert "two_sequences: sequences used FLAIR+T1ce" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "two_sequences: sequences used FLAIR+T1ce" in out
+    # foreground on slices the label leaves empty: counted per mode, never more than those slices hold
+    label = nib.load(root / entry["label"])
+    empty_slices = int((~(np.asarray(label.dataobj) > 0).any(axis=(0, 1))).sum())
+    for mode in ("cascade", "full"):
+        assert 0 <= row[f"{mode}_voxels_beyond"] <= empty_slices * label.shape[0] * label.shape[1]
+    assert f"voxels predicted on slices the label leaves empty: cascade {row['cascade_voxels_beyond']}, " in out
 
 
 def _break_sequence_grid(files: list[Path], label: Path) -> str:
