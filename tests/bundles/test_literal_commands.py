@@ -14,6 +14,7 @@ import mlflow
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 from pipelines.workflows import REPO_ROOT
 
@@ -27,9 +28,9 @@ def _arguments(overrides: dict) -> list[str]:
     return args
 
 
-def _bundle_run(stage: str, overrides: dict, check: bool = True) -> subprocess.CompletedProcess:
+def _bundle_run(stage: str, overrides: dict, check: bool = True, bundle: str = "liver") -> subprocess.CompletedProcess:
     """Run a stage; one set of overrides serves every stage (an id only another stage defines is accepted)."""
-    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"bundles/liver/{stage}.yaml"]
+    command = [sys.executable, "-m", "monai.bundle", "run", "--config_file", f"bundles/{bundle}/{stage}.yaml"]
     result = subprocess.run(
         command + _arguments(overrides),
         cwd=REPO_ROOT,
@@ -115,3 +116,31 @@ def test_the_gpu_preset_trains_from_a_lits_folder_as_downloaded_and_its_model_se
 
     _bundle_run("evaluate", {**overrides, "data_list_file_path": str(out / "datalist.json")})
     assert "test_mean_dice" in (out / "eval" / "metrics.csv").read_text()
+
+
+@pytest.mark.parametrize("bundle", ["lung", "brain"])
+def test_the_lung_and_brain_gpu_presets_train_from_their_datasets_native_layouts(bundle, tmp_path):
+    """lung: a COVID-19-20 folder (``Train/<case>_ct.nii.gz``, ``_seg``); brain: BraTS patient folders; each
+    through its bundle's train_gpu.yaml on the CPU, tiny."""
+    from pipelines.phantoms.brain_mr import write_brain_phantom_task
+    from pipelines.phantoms.lung_ct import write_lung_ct_phantom_task
+
+    data = tmp_path / "download"
+    if bundle == "lung":
+        write_lung_ct_phantom_task(data, num_cases=5, seed=3, shape=(64, 64, 24), spacing=(4.0, 4.0, 6.0))
+        layout, pixdim = "COVID-19-20 layout", [4.0, 4.0, 6.0]
+    else:
+        write_brain_phantom_task(data, num_cases=5, seed=3, spacing=4.0)
+        layout, pixdim = "BraTS layout", [4.0, 4.0, 4.0]
+    out = tmp_path / "run"
+    overrides = {
+        "dataset_dir": str(data), "output_dir": str(out), "ckpt_dir": str(out / "models"), "pixdim": pixdim,
+        "roi_size": [32, 32, 16], "channels": [4, 8, 16], "strides": [2, 2], "num_res_units": 1, "max_epochs": 1,
+        "val_interval": 1, "batch_size": 1, "num_samples": 1, "num_workers": 0, "sw_batch_size": 2,
+        "cache_rate": 1.0, "require_gpu": False, "amp": False,
+    }  # fmt: skip
+    result = _bundle_run("train_gpu", overrides, bundle=bundle)
+    assert layout in result.stderr + result.stdout
+    datalist = json.loads((out / "datalist.json").read_text())
+    assert [len(datalist[k]) for k in ("training", "validation", "test")] == [3, 1, 1]
+    assert torch.load(out / "models" / "model.pt", map_location="cpu")
