@@ -309,11 +309,10 @@ class SliceGatedInferer(Inferer):
         spacing = (
             float(affine_to_spacing(volume.affine, r=volume.ndim - 1)[-1]) if isinstance(volume, MetaTensor) else None
         )
-        margin_spacing = spacing if self.selection["margin_mm"] else None
         # the slices the gate keeps (runs and margins), and the slabs the segmenter runs on: those grown to its
         # window's depth, so that it sees real neighbours; only the kept slices of its output are used
-        kept = select_slabs(probs, slice_spacing_mm=margin_spacing, **selection)
-        slabs = select_slabs(probs, slice_spacing_mm=margin_spacing, min_length=self.min_slab_slices, **selection)
+        kept = select_slabs(probs, slice_spacing_mm=spacing, **selection)
+        slabs = select_slabs(probs, slice_spacing_mm=spacing, min_length=self.min_slab_slices, **selection)
         whole = [Slab(0, n)]
         slab_windows, whole_windows = (windows_along_slices(self.segmenter_inferer, s) for s in (slabs, whole))
         one_pass = len(slabs) > 0 and slab_windows is not None and slab_windows >= whole_windows
