@@ -119,6 +119,11 @@ PER_CASE_LIMIT = 20  # more radiographs than this: only the failures and the low
 WORST_SHOWN = 10
 
 
+def _source_of(case: str) -> str:
+    """A real case's source, from its id's prefix: ``cxr_chncxr_0001_0`` -> ``chncxr``; ``other`` for other ids."""
+    return case.split("_")[1] if case.count("_") >= 2 else "other"
+
+
 def rank_auc(positive: list[float], negative: list[float]) -> float | None:
     """ROC AUC of scores, positives against negatives (the Mann-Whitney U statistic, ties counted half); None
     when either group is empty."""
@@ -233,8 +238,8 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
     if not all(r.get("size_kept", True) for r in rows):
         print(f"  masks NOT at the input's size: {[r['case'] for r in rows if r.get('size_kept') is False]}")
     groups = {"all": scored} if scored else {}
-    for row in scored:  # by the case id's source prefix: cxr_chncxr_0001_0 -> chncxr
-        groups.setdefault(row["case"].split("_")[1] if row["case"].count("_") >= 2 else "other", []).append(row)
+    for row in scored:
+        groups.setdefault(_source_of(row["case"]), []).append(row)
     for group, members in groups.items():
         if len(groups) == 2 and group != "all":  # one source: its line would repeat "all"
             continue
@@ -249,7 +254,7 @@ def run_radiographs(workflow: str, items: list[dict], overrides: dict, datalist_
         print(line)
     by_source: dict[str, list[dict]] = {}
     for row in rows:  # the pooled AUCs compare radiographs of different sources: each source's own too
-        by_source.setdefault(row["case"].split("_")[1] if row["case"].count("_") >= 2 else "other", []).append(row)
+        by_source.setdefault(_source_of(row["case"]), []).append(row)
     for source, members in by_source.items():
         summary = classification_summary(members)
         if summary and len(by_source) > 1:
