@@ -48,13 +48,19 @@ class RasAdapter(torch.nn.Module):
         return torch.flip(y, self.dims) if self.dims else y
 
 
-def ras_flips(image_path: str) -> list[int]:
-    """The voxel axes (ITK order x, y, z) whose index runs against RAS; the image must be axis-aligned and in its
-    axes' order (nnU-Net's spacing and patch are given in that order)."""
+def _header(image_path: str) -> sitk.ImageFileReader:
+    """A reader of ``image_path`` with its header read (size, direction), none of its voxels."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(image_path)
     reader.ReadImageInformation()
-    direction = np.array(reader.GetDirection()).reshape(3, 3) * np.array([-1.0, -1.0, 1.0])[:, None]  # LPS -> RAS
+    return reader
+
+
+def ras_flips(image_path: str) -> list[int]:
+    """The voxel axes (ITK order x, y, z) whose index runs against RAS; the image must be axis-aligned and in its
+    axes' order (nnU-Net's spacing and patch are given in that order)."""
+    # ITK's direction is in LPS; RAS negates its first two rows
+    direction = np.array(_header(image_path).GetDirection()).reshape(3, 3) * np.array([-1.0, -1.0, 1.0])[:, None]
     if not np.allclose(np.abs(direction), np.eye(3), atol=1e-3):
         sys.exit(f"{image_path}: direction {direction.round(3).tolist()} is not axis-aligned in x, y, z order")
     return [axis for axis in range(3) if direction[axis, axis] < 0]
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    image_shape = list(sitk.ReadImage(args.input).GetSize())  # x, y, z
+    image_shape = list(_header(args.input).GetSize())  # x, y, z, from the header: the predictor reads the voxels
     manager = PlansManager(plans(args.pixdim, args.roi_size, args.hu_window, image_shape))
     dataset = {
         "channel_names": {"0": "CT"},
