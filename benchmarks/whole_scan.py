@@ -129,7 +129,8 @@ from pipelines.workflows import get_workflow
 p = get_workflow(sys.argv[1]).config_parser("inference")
 net = load_weights(p.get_parsed_content("network_def"), p.get_parsed_content("ckpt_path")).eval()
 torch.jit.script(net).save(sys.argv[2])
-ids = {k: p.get_parsed_content(k) for k in ("pixdim", "roi_size", "hu_window", "num_classes", "sw_overlap")}
+ids = {k: p.get_parsed_content(k) if k in p else None  # no hu_window: not a CT workflow
+       for k in ("pixdim", "roi_size", "hu_window", "num_classes", "sw_overlap")}
 print(json.dumps(ids))
 """
 
