@@ -13,6 +13,7 @@ of the full volume's.
     python benchmarks/cascade_vs_full.py liver --section validation --set sw_batch_size=8
     python benchmarks/cascade_vs_full.py liver --long-scans 3        # unseen phantoms of a chest-abdomen-pelvis length
     python benchmarks/cascade_vs_full.py liver --long-scans 3 --z-range -1.6 2.4 --scan-slices 600   # thighs to chest
+    python benchmarks/cascade_vs_full.py lung --long-scans 3 --scan-slices 600   # thighs to neck, lungs on 25 %
     python benchmarks/cascade_vs_full.py lung                        # any workflow of pipelines.workflows
 
 Needs trained checkpoints (``models/model.pt`` and ``models/classifier.pt``: run ``radcascade demo <workflow>``).
@@ -43,27 +44,49 @@ from pipelines.inference.slabs import Slab, slab_mask  # noqa: E402
 from pipelines.io.inputs import case_name  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
+#: each workflow's long scans by default: (craniocaudal range in its phantom's units, what the range reaches)
+LONG_SCAN_RANGES = {
+    "liver": ((-1.0, 1.6), "pelvis to lower chest"),
+    "lung": ((-3.8, 1.8), "thighs to neck, the lungs on a quarter of the slices"),
+}
 
-def _long_scan_items(n: int, z_range: tuple[float, float] = (-1.0, 1.6), slices: int | None = None) -> list[dict]:
-    """``n`` liver phantoms (seeds unseen in training) scanning ``z_range`` (in abdomen heights, 0 its bottom and 1
-    its top: the default reaches from the pelvis into the lower chest), written once.
 
-    ``slices``: the scan's number of slices (thinner slices for a longer range); by default the phantoms' own slice
-    spacing is kept (2.6 times the slices for the default range).
+def _long_scan_items(
+    workflow: str, n: int, z_range: tuple[float, float] | None = None, slices: int | None = None
+) -> list[dict]:
+    """``n`` phantoms of ``workflow`` (seeds unseen in training) scanning ``z_range``, written once.
+
+    ``z_range`` is in the phantom's own craniocaudal units, 0 the bottom and 1 the top of its body region (the
+    liver's abdomen, the lung's chest); ``None`` takes :data:`LONG_SCAN_RANGES`. ``slices``: the scan's number of
+    slices (thinner slices for a longer range); by default the phantoms' own slice spacing is kept.
     """
-    from pipelines.phantoms.liver_ct import DEFAULT_SHAPE, DEFAULT_SPACING, write_liver_phantom_task
+    if workflow not in LONG_SCAN_RANGES:
+        raise SystemExit(f"--long-scans: no long-scan phantoms for '{workflow}' (only {', '.join(LONG_SCAN_RANGES)})")
+    default_range = LONG_SCAN_RANGES[workflow][0]
+    z_range = tuple(z_range or default_range)
+    if workflow == "liver":
+        from pipelines.phantoms.liver_ct import DEFAULT_SHAPE, DEFAULT_SPACING
+        from pipelines.phantoms.liver_ct import write_liver_phantom_task as write_task
 
-    height = DEFAULT_SHAPE[2] * DEFAULT_SPACING[2]  # the abdomen's extent in mm
+        name = "Task03_Liver_phantom_long"
+    else:
+        from pipelines.phantoms.lung_ct import DEFAULT_SHAPE, DEFAULT_SPACING
+        from pipelines.phantoms.lung_ct import write_lung_ct_phantom_task as write_task
+
+        name = "COVID-19-20_phantom_long"
+    height = DEFAULT_SHAPE[2] * DEFAULT_SPACING[2]  # the body region's extent in mm
     extent = (z_range[1] - z_range[0]) * height
     nz = slices or round(DEFAULT_SHAPE[2] * (z_range[1] - z_range[0]))
     shape, spacing = (*DEFAULT_SHAPE[:2], nz), (*DEFAULT_SPACING[:2], extent / nz)
-    name = "Task03_Liver_phantom_long"
-    if (tuple(z_range), slices) != ((-1.0, 1.6), None):
+    if (z_range, slices) != (default_range, None):
         name += f"_{nz}_slices_{z_range[0]:g}_{z_range[1]:g}"
     task = REPO_ROOT / "data" / name
-    write_liver_phantom_task(task, num_cases=n, seed=1000, shape=shape, spacing=spacing, z_range=z_range)
-    dataset = json.loads((task / "dataset.json").read_text())
-    return [{k: str(task / v) for k, v in item.items()} for item in dataset["training"]]
+    write_task(task, num_cases=n, seed=1000, shape=shape, spacing=spacing, z_range=z_range)
+    if workflow == "liver":
+        cases = json.loads((task / "dataset.json").read_text())["training"]
+    else:
+        cases = json.loads((task / "phantom.json").read_text())["cases"]
+    return [{k: str(task / item[k]) for k in ("image", "label")} for item in cases]
 
 
 def _source_slices(item: dict) -> int:
@@ -83,12 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     args_parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args_parser.add_argument(
         "--long-scans", type=int, default=0, metavar="N",
-        help="instead of the datalist, N new liver phantoms scanned 2.6 times as long (pelvis to chest)",
+        help="instead of the datalist, N new phantoms of a longer scan (liver: pelvis to lower chest; lung: thighs "
+        "to neck)",
     )  # fmt: skip
     args_parser.add_argument(
-        "--z-range", type=float, nargs=2, default=(-1.0, 1.6), metavar=("LO", "HI"),
-        help="the long scans' craniocaudal range in abdomen heights (0 its bottom, 1 its top; -1.6 2.4: thighs to "
-        "upper chest, the liver on about a quarter of the slices)",
+        "--z-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+        help="the long scans' craniocaudal range in heights of the phantom's body region (liver: the abdomen, "
+        "default -1 1.6, and -1.6 2.4 for thighs to upper chest with the liver on about a quarter of the slices; "
+        "lung: the chest, default -3.8 1.8)",
     )  # fmt: skip
     args_parser.add_argument(
         "--scan-slices", type=int, default=None, metavar="S",
@@ -107,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     in_channels = parser.get_parsed_content("in_channels")
     postprocess = parser.get_parsed_content("label_postprocessing")
     if args.long_scans:
-        items = _long_scan_items(args.long_scans, tuple(args.z_range), args.scan_slices)
-        args.section = f"{args.long_scans} long-scan phantoms, z {args.z_range[0]:g}..{args.z_range[1]:g}"
+        items = _long_scan_items(args.workflow, args.long_scans, args.z_range, args.scan_slices)
+        z_range = args.z_range or LONG_SCAN_RANGES[args.workflow][0]
+        args.section = f"{args.long_scans} long-scan phantoms, z {z_range[0]:g}..{z_range[1]:g}"
         if args.scan_slices:
             args.section += f", {args.scan_slices} slices"
     else:

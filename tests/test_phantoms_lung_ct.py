@@ -165,3 +165,65 @@ def test_cli_writes_a_task(tmp_path):
     record = json.loads((tmp_path / "t" / "phantom.json").read_text())
     assert record["numTraining"] == 1 and record["params"]["seed"] == 2
     assert nib.load(tmp_path / "t" / "Train" / f"{case_name(0)}_ct.nii.gz").shape == TINY
+
+
+LONG = (64, 64, 120)
+LONG_RANGE = (-3.8, 1.8)  # thighs to neck (chest units)
+LONG_SPACING = (5.4, 5.4, (LONG_RANGE[1] - LONG_RANGE[0]) * 192.0 / LONG[2])  # the chest 192 mm high, as by default
+
+
+@pytest.fixture(scope="module")
+def long_case():
+    """A whole-body length scan: the chest of the default phantom with the abdomen, pelvis, thighs and neck."""
+    return build_lung_ct(1, LONG, LONG_SPACING, LONG_RANGE)
+
+
+def _body_parts(image: np.ndarray, k: int) -> tuple[int, int]:
+    """The number of separate body outlines on slice ``k`` and their area in voxels."""
+    body = ndimage.binary_fill_holes(image[:, :, k] > -500)
+    _, n = ndimage.label(body)
+    return n, int(body.sum())
+
+
+def test_a_long_range_holds_the_lungs_on_a_quarter_of_the_slices(long_case):
+    with_lung = long_case.lungs.any(axis=(0, 1))
+    slices = np.flatnonzero(with_lung)
+    assert 0.18 < with_lung.mean() < 0.32  # a chest-abdomen-pelvis length: the lungs on about a quarter
+    assert slices[0] > 0.55 * LONG[2] and slices[-1] < LONG[2] - 5  # abdomen and pelvis below, the neck above
+    assert np.all(np.diff(slices) == 1)  # one craniocaudal run
+    assert not (long_case.label.astype(bool) & ~long_case.lungs).any()  # lesions stay in the lungs
+    assert long_case.label.any()
+
+
+def test_a_long_range_draws_thighs_below_and_a_neck_above(long_case):
+    image = long_case.image
+    chest = (
+        np.flatnonzero(long_case.lungs.any(axis=(0, 1)))[0] + np.flatnonzero(long_case.lungs.any(axis=(0, 1)))[-1]
+    ) // 2
+    n_chest, chest_area = _body_parts(image, chest)
+    n_thighs, _ = _body_parts(image, 0)
+    n_neck, neck_area = _body_parts(image, LONG[2] - 1)
+    assert n_chest == 1 and n_thighs == 2 and n_neck == 1
+    assert neck_area < 0.4 * chest_area
+    below = image[:, :, : int(0.45 * LONG[2])]
+    assert (below > 600).any()  # the pelvis's and femurs' cortical bone
+    assert ((below > -150) & (below < -60)).mean() > 0.01  # fat in the abdomen and thighs
+
+
+def test_the_chest_alone_is_unchanged_by_the_range_argument():
+    a = make_lung_ct_phantom(2, TINY, TINY_SPACING)
+    b = make_lung_ct_phantom(2, TINY, TINY_SPACING, z_range=(0.0, 1.0))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_a_long_range_task_records_its_range_and_a_bad_range_is_refused(tmp_path):
+    spacing = (8.6, 8.6, 16.0 * 3)
+    out = write_lung_ct_phantom_task(tmp_path / "long", 1, seed=3, shape=TINY, spacing=spacing, z_range=(-1, 2))
+    record = json.loads((out / "phantom.json").read_text())
+    assert record["params"]["z_range"] == [-1.0, 2.0]
+    with pytest.raises(ValueError, match="z_range must increase"):
+        make_lung_ct_phantom(0, TINY, TINY_SPACING, z_range=(1.0, 0.0))
+    with pytest.raises(ValueError, match="z_range must be two increasing numbers"):
+        write_lung_ct_phantom_task(tmp_path / "bad", 1, shape=TINY, spacing=TINY_SPACING, z_range=(0.5, 0.5))
+    assert not (tmp_path / "bad").exists()

@@ -18,6 +18,7 @@ _SUBMODULES = (
     "lung_ct",
     "lung_ct_anatomy",
     "lung_ct_lesions",
+    "lung_ct_regions",
     "lung_ct_tubes",
 )
 __getattr__ = lazy_getattr(__name__, _SUBMODULES)

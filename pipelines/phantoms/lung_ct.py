@@ -56,6 +56,7 @@ from pipelines.phantoms.lung_ct_anatomy import (
     paint_mediastinum,
 )
 from pipelines.phantoms.lung_ct_lesions import add_ground_glass, add_nodules, lesion_window
+from pipelines.phantoms.lung_ct_regions import paint_beyond_chest
 
 __all__ = ["LungCT", "build_lung_ct", "make_lung_ct_phantom", "write_lung_ct_phantom_task", "case_name", "main"]
 
@@ -85,6 +86,7 @@ def make_lung_ct_phantom(
     seed: int,
     shape: Sequence[int] = DEFAULT_SHAPE,
     spacing: Sequence[float] = DEFAULT_SPACING,
+    z_range: Sequence[float] = (0.0, 1.0),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Generate one synthetic non-contrast chest CT volume with a lung-lesion label.
 
@@ -105,20 +107,28 @@ def make_lung_ct_phantom(
         seed: seed of ``numpy.random.default_rng``; the same seed, shape and spacing give identical output.
         shape: number of voxels along (x: patient right, y: anterior, z: superior).
         spacing: voxel size in mm along the same axes.
+        z_range: the scan's craniocaudal extent in units of the chest described above (0 its bottom slice, 1 its
+            top slice). The default scans the chest alone; a longer range adds what a chest-abdomen-pelvis or
+            whole-body scan holds around it (:mod:`pipelines.phantoms.lung_ct_regions`): ``(-3.4, 1.8)`` reaches
+            from the femoral shafts to the neck, with the lungs on about a quarter of the slices (choose
+            ``shape[2]`` for the slice spacing you want). The chest itself is the same as with the default range.
 
     Returns:
         ``(image, label, affine)``: ``image`` int16 HU of ``shape``; ``label`` uint8 of ``shape`` with
         0 background, 1 lesion (always inside the lungs); ``affine`` float64 4x4, voxel index to RAS+ world mm.
 
     Raises:
-        ValueError: if ``shape`` or ``spacing`` is not three positive numbers.
+        ValueError: if ``shape`` or ``spacing`` is not three positive numbers, or ``z_range`` does not increase.
     """
-    case = build_lung_ct(seed, shape, spacing)
+    case = build_lung_ct(seed, shape, spacing, z_range)
     return case.image, case.label, case.affine
 
 
 def build_lung_ct(
-    seed: int, shape: Sequence[int] = DEFAULT_SHAPE, spacing: Sequence[float] = DEFAULT_SPACING
+    seed: int,
+    shape: Sequence[int] = DEFAULT_SHAPE,
+    spacing: Sequence[float] = DEFAULT_SPACING,
+    z_range: Sequence[float] = (0.0, 1.0),
 ) -> LungCT:
     """Like :func:`make_lung_ct_phantom`, also returning the lung mask and a description of the lesions."""
     shape = tuple(int(s) for s in shape)
@@ -128,8 +138,11 @@ def build_lung_ct(
             f"lung CT phantom needs 3 dimensions of at least 8 voxels and positive spacing; "
             f"got shape {shape}, spacing {spacing}"
         )
+    z_lo, z_hi = (float(v) for v in z_range)
+    if not z_hi > z_lo:
+        raise ValueError(f"lung CT phantom z_range must increase, got {tuple(z_range)}")
     rng = np.random.default_rng(seed)
-    g = Grid(shape, spacing)
+    g = Grid(shape, spacing, (z_lo, z_hi))
     w = draw_body_wall(rng, g)
     img = np.full(shape, AIR_HU, dtype=np.float32)
     paint(img, g.column(w.body), w.fat_hu)
@@ -151,6 +164,7 @@ def build_lung_ct(
     lesions = add_ground_glass(rng, img, label, lungs, w.r_cav, g, w.u, window, n_ggo)
     draw_bronchovascular_trees(rng, g, w, img, lungs, med["hila"], soft_hu)
     lesions += add_nodules(rng, img, label, lungs, w.r_cav, g, w.u, window, n_nodules)
+    paint_beyond_chest(np.random.default_rng([int(seed), 3]), g, w, img, spine, dome_top)
 
     # ---- acquisition: partial volume blur, correlated noise, int16 --------------------------------------------
     sx, sy, sz = spacing
@@ -197,6 +211,7 @@ def write_lung_ct_phantom_task(
     seed: int = 0,
     shape: Sequence[int] = DEFAULT_SHAPE,
     spacing: Sequence[float] = DEFAULT_SPACING,
+    z_range: Sequence[float] = (0.0, 1.0),
 ) -> Path:
     """Write ``num_cases`` chest CT phantoms in the layout of the COVID-19-20 lung lesion challenge.
 
@@ -215,15 +230,20 @@ def write_lung_ct_phantom_task(
         seed: base seed of the task.
         shape: voxels per case along (x, y, z).
         spacing: voxel size in mm.
+        z_range: the scans' craniocaudal extent in chest units (see :func:`make_lung_ct_phantom`); the default
+            scans the chest alone.
 
     Returns:
         ``out_dir`` as a ``Path``.
 
     Raises:
-        ValueError: if ``num_cases`` < 1 or the shape / spacing is invalid.
+        ValueError: if ``num_cases`` < 1 or the shape / spacing / range is invalid.
     """
     if int(num_cases) < 1:
         raise ValueError(f"{out_dir}: num_cases must be at least 1, got {num_cases}")
+    z_range_l = [float(v) for v in z_range]
+    if len(z_range_l) != 2 or not z_range_l[1] > z_range_l[0]:
+        raise ValueError(f"{out_dir}: lung CT phantom z_range must be two increasing numbers, got {tuple(z_range)}")
     shape_l, spacing_l = [int(s) for s in shape], [float(s) for s in spacing]
     if len(shape_l) != 3 or len(spacing_l) != 3 or min(shape_l) < 8 or min(spacing_l) <= 0:
         raise ValueError(
@@ -233,6 +253,8 @@ def write_lung_ct_phantom_task(
     out_dir = Path(out_dir)
     params = {"seed": int(seed), "shape": shape_l, "spacing": spacing_l}
     params["axes"] = "RAS"  # absent from tasks written with the organs mirrored: those are rewritten
+    if z_range_l != [0.0, 1.0]:
+        params["z_range"] = z_range_l  # absent for the chest alone, as in tasks written before ranges existed
     if _task_is_complete(out_dir, int(num_cases), params):
         logger.info("lung CT phantom task %s is already complete (%d cases); nothing to do", out_dir, num_cases)
         return out_dir
@@ -240,7 +262,7 @@ def write_lung_ct_phantom_task(
     cases = []
     for i in range(int(num_cases)):
         name = case_name(i)
-        image, label, affine = make_lung_ct_phantom(case_seed(seed, i), shape=shape_l, spacing=spacing_l)
+        image, label, affine = make_lung_ct_phantom(case_seed(seed, i), shape_l, spacing_l, z_range_l)
         save_nifti(image, affine, out_dir / "Train" / f"{name}_ct.nii.gz")
         save_nifti(label, affine, out_dir / "Train" / f"{name}_seg.nii.gz")
         lesion_slices = int(label.any(axis=(0, 1)).sum())

@@ -28,21 +28,32 @@ __all__ = [
 
 class Grid:
     """World coordinates (mm, RAS+, centred) of a volume: broadcastable ``x``, ``y``, ``zmm``, in-plane ``x2``,
-    ``y2``, and ``zf``, the height of each slice as a fraction of the field of view (0 = bottom slice)."""
+    ``y2``, and ``zf``, the height of each slice in units of the chest (0 = the chest's bottom slice, 1 its top).
 
-    def __init__(self, shape: tuple[int, int, int], spacing: tuple[float, float, float]):
+    ``z_range``: the scan's craniocaudal extent in those units. The default ``(0, 1)`` scans the chest alone, so
+    ``zf`` is the fraction of the field of view; a longer range such as ``(-3.4, 1.8)`` reaches from the thighs to
+    the neck, with the chest ``chest_mm`` high inside it.
+    """
+
+    def __init__(
+        self, shape: tuple[int, int, int], spacing: tuple[float, float, float], z_range: Sequence[float] = (0.0, 1.0)
+    ):
         self.shape, self.spacing = shape, spacing
+        self.z_range = (float(z_range[0]), float(z_range[1]))
         self.fov = np.array(shape) * np.array(spacing)
+        self.chest_mm = float(self.fov[2] / (self.z_range[1] - self.z_range[0]))  # the chest's height in mm
         self.origin = -(np.array(shape) - 1) / 2 * np.array(spacing)
         axes = [((np.arange(n, dtype=np.float32) - (n - 1) / 2) * s) for n, s in zip(shape, spacing, strict=True)]
         self.x, self.y, self.zmm = axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :]
-        self.zf = (np.arange(shape[2], dtype=np.float32) / max(shape[2] - 1, 1))[None, None, :]
+        z_lo, z_len = self.z_range[0], self.z_range[1] - self.z_range[0]
+        self.zf = (z_lo + z_len * (np.arange(shape[2], dtype=np.float32) / max(shape[2] - 1, 1)))[None, None, :]
         self.x2, self.y2 = self.x[:, :, 0], self.y[:, :, 0]
-        self.zscale = min(1.0, self.fov[2] / 192.0)  # craniocaudal lengths shrink with a short field of view
+        self.zscale = min(1.0, self.chest_mm / 192.0)  # craniocaudal lengths shrink with a short chest
 
     def z_of(self, fraction: float) -> float:
-        """The height (mm) of a fraction of the field of view."""
-        return float(self.origin[2] + fraction * (self.shape[2] - 1) * self.spacing[2])
+        """The height (mm) of a height in chest units (0 the chest's bottom slice, 1 its top slice)."""
+        z_lo, z_len = self.z_range[0], self.z_range[1] - self.z_range[0]
+        return float(self.origin[2] + (fraction - z_lo) / z_len * (self.shape[2] - 1) * self.spacing[2])
 
     def column(self, mask2: np.ndarray) -> np.ndarray:
         """An in-plane mask repeated along z (a read-only view)."""
@@ -68,6 +79,10 @@ class Wall(NamedTuple):
     mx: float  # the midline
     fat_hu: float
     muscle_hu: float
+    center: tuple[float, float]  # the body outline's centre
+    half_w: float  # half the body's width
+    half_ap: float  # half its anteroposterior depth
+    fat_t: float  # the subcutaneous fat's thickness
 
 
 def draw_body_wall(rng, g: Grid) -> Wall:
@@ -102,6 +117,10 @@ def draw_body_wall(rng, g: Grid) -> Wall:
         mx=cx + rng.uniform(-4, 4) * u,
         fat_hu=rng.uniform(-115, -85),
         muscle_hu=rng.uniform(40, 55),
+        center=(cx, cy),
+        half_w=half_w,
+        half_ap=half_ap,
+        fat_t=fat_t,
     )
 
 
@@ -123,7 +142,7 @@ def draw_abdomen(rng, g: Grid, w: Wall, img: np.ndarray) -> tuple[np.ndarray, di
     paint(img, abdomen, rng.uniform(30, 45))  # stomach wall, spleen, bowel
     paint(img, liver, rng.uniform(55, 68))
     centre = (w.mx + 0.45 * w.a_cav, w.ccav[1] + 0.2 * w.b_cav, g.z_of(dome_top[1] - 0.1))
-    bubble = ellipsoid_radius(x, y, g.zmm, centre, (0.25 * w.a_cav, 0.3 * w.b_cav, 0.06 * g.fov[2]))
+    bubble = ellipsoid_radius(x, y, g.zmm, centre, (0.25 * w.a_cav, 0.3 * w.b_cav, 0.06 * g.chest_mm))
     if rng.random() < 0.7:
         paint(img, abdomen & ~liver & (bubble < 1.0), rng.uniform(-1000, -950))  # gastric fundus gas
     return below, dome_top
@@ -201,7 +220,8 @@ def draw_mediastinum(rng, g: Grid, w: Wall, spine: dict, dome_top: dict) -> dict
     tr_c = (mx + rng.uniform(-3, 3) * u, vb_c[1] + vb_r[1] + rng.uniform(18, 24) * u)
     tr_r = rng.uniform(7.5, 9.5) * u
     hila = {}
-    airways = [((*tr_c, z_of(z_car)), (*tr_c, z_of(1.05)), tr_r + 2, tr_r + 2)]  # radii include a 2 mm wall
+    top = max(1.05, g.z_range[1] + 0.05)  # above the chest the trachea and oesophagus go on through the neck
+    airways = [((*tr_c, z_of(z_car)), (*tr_c, z_of(top)), tr_r + 2, tr_r + 2)]  # radii include a 2 mm wall
     for side in (-1, 1):
         steep = 0.04 if side == -1 else 0.08  # the right main bronchus is shorter and steeper
         hz = z_of(z_car - steep - rng.uniform(0.0, 0.03))
@@ -222,7 +242,7 @@ def draw_mediastinum(rng, g: Grid, w: Wall, spine: dict, dome_top: dict) -> dict
         (
             asc[0] + (desc[0] - asc[0]) * a,
             asc[1] + (desc[1] - asc[1]) * a,
-            z_of(z_arch) + 0.04 * g.fov[2] * np.sin(np.pi * a),
+            z_of(z_arch) + 0.04 * g.chest_mm * np.sin(np.pi * a),
         )
         for a in arc
     ]
@@ -232,11 +252,11 @@ def draw_mediastinum(rng, g: Grid, w: Wall, spine: dict, dome_top: dict) -> dict
     pa_c = (mx + rng.uniform(8, 16) * u, asc[1] - rng.uniform(0, 8) * u, z_of(z_car - 0.1))
     vessels.append(((pa_c[0] + 10 * u, w.ccav[1] + 0.35 * w.b_cav, z_of(heart_c[2] + 0.05)), pa_c, 13 * u, 12 * u))
     for side in (-1, 1):
-        vessels.append((pa_c, tuple(hila[side] + np.array([0, 8 * u, 0.03 * g.fov[2]])), 10 * u, 8 * u))
+        vessels.append((pa_c, tuple(hila[side] + np.array([0, 8 * u, 0.03 * g.chest_mm])), 10 * u, 8 * u))
     svc = (mx - rng.uniform(24, 30) * u, asc[1] - rng.uniform(0, 8) * u)
     vessels.append(((*svc, z_of(heart_c[2] + 0.1)), (*svc, z_of(1.05)), 9 * u, 9 * u))
     eso = (mx + rng.uniform(2, 8) * u, vb_c[1] + vb_r[1] + 6 * u)
-    vessels.append(((*eso, z_of(-0.05)), (*eso, z_of(1.05)), 6.5 * u, 6.5 * u))
+    vessels.append(((*eso, z_of(-0.05)), (*eso, z_of(top)), 6.5 * u, 6.5 * u))
 
     margin, step = 4.0 * u, 0.5 * min(g.spacing)
     vessel_dist = np.full(g.shape, 1e3, dtype=np.float32)
@@ -325,7 +345,7 @@ def draw_bronchovascular_trees(rng, g: Grid, w: Wall, img, lungs, hila: dict, so
         bands = (0.05, 0.2, 0.35, 0.5, 0.65, 0.8, 0.95)
         targets = [mine[order[int(rng.uniform(max(0.0, q - 0.07), min(1.0, q + 0.07)) * (n - 1))]] for q in bands]
         arteries = grow_tree(rng, hila[side], targets, rng.uniform(5.0, 6.5) * w.u, inside, min_radius=min_r)
-        vein_root = hila[side] + np.array([0.0, rng.uniform(-5, 5) * w.u, -0.08 * g.fov[2]])
+        vein_root = hila[side] + np.array([0.0, rng.uniform(-5, 5) * w.u, -0.08 * g.chest_mm])
         veins = grow_tree(rng, vein_root, targets[:5], rng.uniform(4.5, 6.0) * w.u, inside, min_radius=min_r)
         splat(vessel, *sample_segments([s[:4] for s in arteries + veins], step), origin, spacing, "cover")
         offset = np.array(random_perpendicular(rng, (0.0, 0.0, 1.0)))

@@ -54,7 +54,7 @@ def add_ground_glass(rng, img, label, lungs, r_cav, g: Grid, u: float, window, n
         best = int(np.argmax(rng.random(6) + 0.6 * posterior[ijk[1]]))
         center = tuple(int(v[best]) for v in ijk)
         r = rng.uniform(15, 40) * u
-        radii = (r * rng.uniform(0.7, 1.2), r * rng.uniform(0.7, 1.2), min(r * rng.uniform(0.6, 1.0), 0.1 * g.fov[2]))
+        radii = (r * rng.uniform(0.7, 1.2), r * rng.uniform(0.7, 1.2), min(r * rng.uniform(0.6, 1.0), 0.1 * g.chest_mm))
         box, rad = _blob(g, center, radii, angle=rng.uniform(0, np.pi))
         bshape = rad.shape
         rad = rad + 0.3 * smooth_field(rng, bshape, tuple(max(2, min(5, n)) for n in bshape))
