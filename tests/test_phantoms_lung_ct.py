@@ -8,7 +8,15 @@ import pytest
 from scipy import ndimage
 
 from data_manifests.covid19_20 import find_covid19_20_cases
-from pipelines.phantoms.lung_ct import build_lung_ct, case_name, main, make_lung_ct_phantom, write_lung_ct_phantom_task
+from pipelines.phantoms.common import case_seed
+from pipelines.phantoms.lung_ct import (
+    build_lung_ct,
+    case_name,
+    case_z_range,
+    main,
+    make_lung_ct_phantom,
+    write_lung_ct_phantom_task,
+)
 
 SMALL = (64, 64, 24)
 SMALL_SPACING = (5.4, 5.4, 8.0)  # the field of view of the default (192, 192, 64) at (1.8, 1.8, 3.0) mm
@@ -123,7 +131,9 @@ def test_bad_arguments_are_value_errors(tmp_path):
 def test_written_task_layout_and_idempotency(tmp_path):
     out = write_lung_ct_phantom_task(tmp_path / "covid", num_cases=2, seed=5, shape=TINY, spacing=TINY_SPACING)
     record = json.loads((out / "phantom.json").read_text())
-    assert record["params"] == {"seed": 5, "shape": list(TINY), "spacing": list(TINY_SPACING), "axes": "RAS"}
+    expected = {"seed": 5, "shape": list(TINY), "spacing": list(TINY_SPACING), "axes": "RAS", "z_range": "per case"}
+    expected["max_slice_mm"] = round(4 / 3 * TINY_SPACING[2], 4)
+    assert record["params"] == expected
     assert record["labels"] == {"0": "background", "1": "lesion"} and record["numTraining"] == 2
     assert "synthetic" in record["description"].lower()
     assert case_name(0) == "volume-covid19-phantom-0000"
@@ -131,10 +141,14 @@ def test_written_task_layout_and_idempotency(tmp_path):
         assert item["image"] == f"Train/volume-covid19-phantom-{i:04d}_ct.nii.gz"
         assert item["label"] == f"Train/volume-covid19-phantom-{i:04d}_seg.nii.gz"
         img, lab = nib.load(out / item["image"]), nib.load(out / item["label"])
-        assert img.shape == lab.shape == TINY
+        assert img.shape == lab.shape and img.shape[:2] == TINY[:2] and img.shape[2] >= TINY[2]
         assert img.get_data_dtype() == np.int16 and lab.get_data_dtype() == np.uint8
         np.testing.assert_allclose(img.affine, lab.affine)
-        np.testing.assert_allclose(img.header.get_zooms(), TINY_SPACING)
+        z_lo, z_hi = case_z_range(case_seed(5, i))  # its own range: the chest's slices, thicker or more of them
+        np.testing.assert_allclose(img.header.get_zooms()[:2], TINY_SPACING[:2])
+        extent = img.shape[2] * img.header.get_zooms()[2]
+        np.testing.assert_allclose(extent, TINY[2] * TINY_SPACING[2] * (z_hi - z_lo), rtol=1e-5)
+        assert img.header.get_zooms()[2] <= 4 / 3 * TINY_SPACING[2] + 1e-4
         assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
         assert item["lesion_voxels"] == int(np.asarray(lab.dataobj).sum())
     assert not [p for p in out.rglob("*") if p.name.startswith(".")]  # no temporary files left
@@ -164,7 +178,9 @@ def test_cli_writes_a_task(tmp_path):
     assert main([*argv, "--spacing", *map(str, TINY_SPACING)]) == 0
     record = json.loads((tmp_path / "t" / "phantom.json").read_text())
     assert record["numTraining"] == 1 and record["params"]["seed"] == 2
-    assert nib.load(tmp_path / "t" / "Train" / f"{case_name(0)}_ct.nii.gz").shape == TINY
+    assert nib.load(tmp_path / "t" / "Train" / f"{case_name(0)}_ct.nii.gz").shape[:2] == TINY[:2]
+    assert main([*argv, "--spacing", *map(str, TINY_SPACING), "--z-range", "0", "1", "--out", str(tmp_path / "c")]) == 0
+    assert nib.load(tmp_path / "c" / "Train" / f"{case_name(0)}_ct.nii.gz").shape == TINY  # the chest alone
 
 
 LONG = (64, 64, 120)
@@ -227,3 +243,12 @@ def test_a_long_range_task_records_its_range_and_a_bad_range_is_refused(tmp_path
     with pytest.raises(ValueError, match="z_range must be two increasing numbers"):
         write_lung_ct_phantom_task(tmp_path / "bad", 1, shape=TINY, spacing=TINY_SPACING, z_range=(0.5, 0.5))
     assert not (tmp_path / "bad").exists()
+
+
+def test_default_tasks_vary_the_range_from_the_chest_alone_to_the_thighs_and_neck():
+    ranges = [case_z_range(case_seed(0, i)) for i in range(200)]
+    assert 0.15 < sum(r == (0.0, 1.0) for r in ranges) / len(ranges) < 0.35  # a quarter: the chest alone
+    longer = [r for r in ranges if r != (0.0, 1.0)]
+    assert all(-2.4 <= lo <= -0.1 and 1.0 <= hi <= 1.6 for lo, hi in longer)
+    assert any(lo < -1.9 for lo, _ in longer)  # some reach the thighs
+    assert ranges == [case_z_range(case_seed(0, i)) for i in range(200)]  # reproducible

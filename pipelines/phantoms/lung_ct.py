@@ -19,6 +19,11 @@ params lack ``"axes": "RAS"``) had the organs on the wrong side and are rewritte
 Command line::
 
     python -m pipelines.phantoms.lung_ct --out data/COVID-19-20_phantom --num-cases 16 --seed 0
+    python -m pipelines.phantoms.lung_ct --out data/lung_long --num-cases 3 --shape 192 192 600 \
+        --spacing 1.8 1.8 1.79 --z-range -3.8 1.8      # thighs to neck, the lungs on about a fifth of the slices
+
+By default every case scans a craniocaudal range of its own (:func:`case_z_range`), from the chest alone to the
+thighs and the neck (:mod:`pipelines.phantoms.lung_ct_regions`).
 """
 
 from __future__ import annotations
@@ -58,7 +63,15 @@ from pipelines.phantoms.lung_ct_anatomy import (
 from pipelines.phantoms.lung_ct_lesions import add_ground_glass, add_nodules, lesion_window
 from pipelines.phantoms.lung_ct_regions import paint_beyond_chest
 
-__all__ = ["LungCT", "build_lung_ct", "make_lung_ct_phantom", "write_lung_ct_phantom_task", "case_name", "main"]
+__all__ = [
+    "LungCT",
+    "build_lung_ct",
+    "make_lung_ct_phantom",
+    "write_lung_ct_phantom_task",
+    "case_name",
+    "case_z_range",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +79,7 @@ DEFAULT_SHAPE = (192, 192, 64)
 DEFAULT_SPACING = (1.8, 1.8, 3.0)
 LABELS = {"0": "background", "1": "lesion"}
 HEALTHY_FRACTION = 0.2
+MAX_SLICE_THICKENING = 4.0 / 3.0  # default tasks' longer ranges: slices at most this many times spacing[2]
 CASE_PREFIX = "volume-covid19-phantom"
 
 
@@ -190,6 +204,27 @@ def case_name(index: int) -> str:
     return f"{CASE_PREFIX}-{int(index):04d}"
 
 
+def case_z_range(seed: int) -> tuple[float, float]:
+    """The craniocaudal range (chest units) of a case of a task written with varied ranges, drawn from ``seed``.
+
+    A quarter of the cases scan the chest alone; the others reach down into the abdomen, the pelvis or the thighs
+    (to 2.4 chest heights below the chest) and up into the neck, as chest and chest-abdomen-pelvis CTs do.
+    """
+    rng = np.random.default_rng([int(seed), 2])
+    if rng.random() < 0.25:
+        return 0.0, 1.0
+    return round(float(rng.uniform(-2.4, -0.1)), 3), round(float(rng.uniform(1.0, 1.6)), 3)
+
+
+def _case_grid(shape: list[int], spacing: list[float], z_range: tuple[float, float]) -> tuple[list, list]:
+    """A case's shape and spacing for ``z_range``: the chest keeps ``shape[2]`` slices of ``spacing[2]``; a longer
+    range thickens the slices up to 4/3 of ``spacing[2]`` (4 mm by default: the lung bundle's ``pixdim``, so no
+    lesion detail is lost at the network's resolution), then adds slices."""
+    extent = spacing[2] * shape[2] * (z_range[1] - z_range[0])
+    slices = max(shape[2], int(np.ceil(extent / (MAX_SLICE_THICKENING * spacing[2]) - 1e-6)))
+    return [shape[0], shape[1], slices], [spacing[0], spacing[1], extent / slices]
+
+
 def _task_is_complete(out_dir: Path, num_cases: int, params: dict) -> bool:
     """True when ``out_dir/phantom.json`` lists ``num_cases`` cases, made with ``params``, whose files exist."""
     try:
@@ -211,7 +246,7 @@ def write_lung_ct_phantom_task(
     seed: int = 0,
     shape: Sequence[int] = DEFAULT_SHAPE,
     spacing: Sequence[float] = DEFAULT_SPACING,
-    z_range: Sequence[float] = (0.0, 1.0),
+    z_range: Sequence[float] | None = None,
 ) -> Path:
     """Write ``num_cases`` chest CT phantoms in the layout of the COVID-19-20 lung lesion challenge.
 
@@ -230,8 +265,11 @@ def write_lung_ct_phantom_task(
         seed: base seed of the task.
         shape: voxels per case along (x, y, z).
         spacing: voxel size in mm.
-        z_range: the scans' craniocaudal extent in chest units (see :func:`make_lung_ct_phantom`); the default
-            scans the chest alone.
+        z_range: the scans' craniocaudal extent in chest units (see :func:`make_lung_ct_phantom`), the same for
+            every case, or ``None`` (the default) for a range of its own per case (:func:`case_z_range`): from the
+            chest alone to the pelvis or the thighs below and the neck above, as real chest CTs and
+            chest-abdomen-pelvis scans come, so the models meet the slices around the chest. A case then has
+            ``shape[2]`` slices, up to 4/3 as thick as ``spacing[2]``, and more slices for a longer range.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -241,8 +279,8 @@ def write_lung_ct_phantom_task(
     """
     if int(num_cases) < 1:
         raise ValueError(f"{out_dir}: num_cases must be at least 1, got {num_cases}")
-    z_range_l = [float(v) for v in z_range]
-    if len(z_range_l) != 2 or not z_range_l[1] > z_range_l[0]:
+    z_range_l = None if z_range is None else [float(v) for v in z_range]
+    if z_range_l is not None and (len(z_range_l) != 2 or not z_range_l[1] > z_range_l[0]):
         raise ValueError(f"{out_dir}: lung CT phantom z_range must be two increasing numbers, got {tuple(z_range)}")
     shape_l, spacing_l = [int(s) for s in shape], [float(s) for s in spacing]
     if len(shape_l) != 3 or len(spacing_l) != 3 or min(shape_l) < 8 or min(spacing_l) <= 0:
@@ -254,7 +292,9 @@ def write_lung_ct_phantom_task(
     params = {"seed": int(seed), "shape": shape_l, "spacing": spacing_l}
     params["axes"] = "RAS"  # absent from tasks written with the organs mirrored: those are rewritten
     if z_range_l != [0.0, 1.0]:
-        params["z_range"] = z_range_l  # absent for the chest alone, as in tasks written before ranges existed
+        params["z_range"] = z_range_l or "per case"  # absent for the chest alone, as before ranges existed
+    if z_range_l is None:
+        params["max_slice_mm"] = round(MAX_SLICE_THICKENING * spacing_l[2], 4)
     if _task_is_complete(out_dir, int(num_cases), params):
         logger.info("lung CT phantom task %s is already complete (%d cases); nothing to do", out_dir, num_cases)
         return out_dir
@@ -262,7 +302,11 @@ def write_lung_ct_phantom_task(
     cases = []
     for i in range(int(num_cases)):
         name = case_name(i)
-        image, label, affine = make_lung_ct_phantom(case_seed(seed, i), shape_l, spacing_l, z_range_l)
+        case_shape, case_spacing, case_range = shape_l, spacing_l, z_range_l
+        if z_range_l is None:
+            case_range = case_z_range(case_seed(seed, i))
+            case_shape, case_spacing = _case_grid(shape_l, spacing_l, case_range)
+        image, label, affine = make_lung_ct_phantom(case_seed(seed, i), case_shape, case_spacing, case_range)
         save_nifti(image, affine, out_dir / "Train" / f"{name}_ct.nii.gz")
         save_nifti(label, affine, out_dir / "Train" / f"{name}_seg.nii.gz")
         lesion_slices = int(label.any(axis=(0, 1)).sum())
@@ -292,9 +336,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = phantom_parser("lung_ct", __doc__, "folder to write (COVID-19-20 challenge layout)")
     parser.add_argument("--shape", type=int, nargs=3, default=list(DEFAULT_SHAPE), metavar=("X", "Y", "Z"))
     parser.add_argument("--spacing", type=float, nargs=3, default=list(DEFAULT_SPACING), metavar=("SX", "SY", "SZ"))
+    parser.add_argument(
+        "--z-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+        help="craniocaudal extent in units of the chest, the same for every case (0 1: the chest alone; -3.8 1.8: "
+        "thighs to neck); default: a range of its own per case",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     return run_writer(
-        lambda: write_lung_ct_phantom_task(args.out, args.num_cases, args.seed, args.shape, args.spacing), logger
+        lambda: write_lung_ct_phantom_task(args.out, args.num_cases, args.seed, args.shape, args.spacing, args.z_range),
+        logger,
     )
 
 
