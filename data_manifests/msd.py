@@ -82,7 +82,9 @@ def build_msd_datalist(task_dir: str | os.PathLike, **options: Any) -> dict:
     """Split the labelled cases of an MSD task into training / validation / test and return the datalist.
 
     Cases come from the ``training`` list of ``dataset.json`` (``./imagesTr/x.nii.gz`` paths are fine; macOS
-    ``._*`` entries are skipped). Each case is its own patient (MSD has no patient ids): cases are sorted,
+    ``._*`` entries are skipped). A ``negatives`` list there (scans without the target, as the liver phantom task
+    holds head CTs) becomes the datalist's ``negatives`` section, unsplit: the slice gate trains on it. Each case
+    is its own patient (MSD has no patient ids): cases are sorted,
     shuffled with ``numpy.random.default_rng(seed)`` and split by :func:`data_manifests.splits.split_by_patient`;
     test entries keep their labels, so evaluation can score them. See :func:`split_counts` for the sizes.
 
@@ -134,7 +136,37 @@ def build_msd_datalist(task_dir: str | os.PathLike, **options: Any) -> dict:
     }
     logger.info("%s: training %d, validation %d, test %d", task_dir, n_train, n_val, n_test)
     log_counts(task_dir, counts)
-    return finish_datalist(header, splits, output_path=opts.output_path, relative_to=opts.relative_to)
+    negatives = _negatives(task_dir, dataset)
+    if negatives and opts.validate:
+        validate_datalist({"negatives": negatives}, keys=("negatives",))
+    extra = {"negatives": negatives} if negatives else None
+    return finish_datalist(
+        header, splits, output_path=opts.output_path, relative_to=opts.relative_to, extra_sections=extra
+    )
+
+
+def _negatives(task_dir: Path, dataset: dict) -> list[dict[str, str]]:
+    """The ``negatives`` of ``dataset.json`` (scans without the target and their empty labels, an extension of
+    this project's phantom tasks), absolute; every one goes to the datalist's ``negatives`` section, unsplit."""
+    items = dataset.get("negatives") or []
+    ds_path = task_dir / "dataset.json"
+    if not isinstance(items, list):
+        raise DataError(f"{ds_path}: 'negatives' must be a list, got {type(items).__name__}")
+    problems, cases = [], []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("image", "label")):
+            problems.append(f"{ds_path}: negatives[{i}] must have string 'image' and 'label', got {item!r:.100}")
+            continue
+        case = {k: os.path.normpath(os.path.join(task_dir, item[k])) for k in ("image", "label")}
+        problems += [
+            f"{case[k]}: listed in {ds_path} as negatives[{i}] {k}, but the file is missing"
+            for k in ("image", "label")
+            if not os.path.isfile(case[k])
+        ]
+        cases.append(case)
+    if problems:
+        raise DataError(problems)
+    return cases
 
 
 def _patient(case: dict[str, str]) -> str:

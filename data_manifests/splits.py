@@ -290,6 +290,7 @@ def finish_datalist(
     output_path: str | os.PathLike | None = None,
     relative_to: str | os.PathLike | None = None,
     path_keys: Iterable[str] = PATH_KEYS,
+    extra_sections: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """The datalist ``{**header, "training": ..., "validation": ..., "test": ...}``, written if asked.
 
@@ -303,15 +304,19 @@ def finish_datalist(
         output_path: JSON file to write atomically; ``None`` only returns the datalist.
         relative_to: folder the written paths are relative to (only with ``output_path``).
         path_keys: entry keys that hold paths.
+        extra_sections: sections outside the split, written after it with their paths treated the same way
+            (``negatives``: scans without the target, for the slice gate only).
 
     Returns:
         The datalist, as written.
     """
+    names = (*SECTIONS, *(extra_sections or {}))
+    all_sections = {**splits, **(extra_sections or {})}
     if output_path is not None:
         base = relative_to if relative_to is not None else Path(os.path.abspath(output_path)).parent
-        sections = {k: relative_paths(splits.get(k, []), base, path_keys) for k in SECTIONS}
+        sections = {k: relative_paths(all_sections.get(k, []), base, path_keys) for k in names}
     else:
-        sections = {k: absolute_paths(splits.get(k, []), path_keys) for k in SECTIONS}
+        sections = {k: absolute_paths(all_sections.get(k, []), path_keys) for k in names}
     datalist = {**header, **sections}
     if output_path is not None:
         write_datalist(datalist, output_path)

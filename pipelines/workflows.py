@@ -148,7 +148,7 @@ WORKFLOWS: dict[str, Workflow] = {
         modality="CT",
         default_data="data/Task03_Liver_phantom",
         default_datalist="data_manifests/liver_phantom.json",
-        data_generator="pipelines.phantoms.liver_ct.write_liver_phantom_task",
+        data_generator="pipelines.phantoms.liver_ct.write_liver_default_task",
         demo_overrides={"max_epochs": 25},
     ),
     "lung": Workflow(

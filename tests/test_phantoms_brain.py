@@ -116,7 +116,7 @@ def test_nothing_is_downloaded(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    phantoms_brain._load_mni152.cache_clear()
+    phantoms_brain.load_mni152.cache_clear()
     phantoms_brain._template.cache_clear()
     assert (phantoms_brain.mni152_dir() / phantoms_brain.MNI152_FILES["t1"]).is_file()
     _, label, _ = make_brain_mri_phantom(1, SPACING, tumour=True)

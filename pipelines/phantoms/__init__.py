@@ -19,6 +19,7 @@ _SUBMODULES = (
     "lung_ct_anatomy",
     "lung_ct_lesions",
     "lung_ct_regions",
+    "head_ct",
     "lung_ct_tubes",
 )
 __getattr__ = lazy_getattr(__name__, _SUBMODULES)

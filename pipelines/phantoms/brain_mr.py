@@ -50,7 +50,15 @@ from pipelines.phantoms.brain_mr_anatomy import (
 )
 from pipelines.phantoms.common import case_seed, phantom_parser, run_writer, save_nifti, smooth_field
 
-__all__ = ["CHANNELS", "LABELS", "make_brain_mri_phantom", "write_brain_phantom_task", "mni152_dir", "main"]
+__all__ = [
+    "CHANNELS",
+    "LABELS",
+    "make_brain_mri_phantom",
+    "write_brain_phantom_task",
+    "mni152_dir",
+    "load_mni152",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +106,7 @@ def mni152_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def _load_mni152() -> tuple[np.ndarray, np.ndarray]:
+def load_mni152() -> tuple[np.ndarray, np.ndarray]:
     """The template volumes (t1, gm, wm, brain) at 1 mm cropped to the brain plus 16 mm, and their origin."""
     folder = mni152_dir()
     arrays, affine = [], None
@@ -124,7 +132,7 @@ def _load_mni152() -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=4)
 def _template(spacing: float) -> Template:
     """The template prepared for output voxels of ``spacing`` mm (cached: about 1 s the first time)."""
-    volumes, origin = _load_mni152()
+    volumes, origin = load_mni152()
     if spacing > 1.0:  # anti-aliasing before sampling the 1 mm volumes at the coarser output grid
         sigma = 0.42 * np.sqrt(spacing**2 - 1.0)
         volumes = np.stack([ndimage.gaussian_filter(v, sigma, truncate=3.0) for v in volumes])

@@ -36,7 +36,7 @@ from scipy import ndimage
 
 from pipelines.phantoms.common import smooth_field
 
-__all__ = ["DEFAULT_PAD_MM", "HeadPhantom", "TISSUE_RATIOS", "add_head"]
+__all__ = ["DEFAULT_PAD_MM", "HeadPhantom", "TISSUE_RATIOS", "add_head", "tissue_map"]
 
 # (low, high) mm added on each axis: Right-Left, Posterior-Anterior (room for the face), Inferior-Superior (neck)
 DEFAULT_PAD_MM = ((20.0, 20.0), (20.0, 24.0), (48.0, 16.0))
@@ -70,7 +70,7 @@ class HeadPhantom(NamedTuple):
     brain: np.ndarray
 
 
-def _tissue_map(brain: np.ndarray, spacing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def tissue_map(brain: np.ndarray, spacing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Index into ``("air", *tissues)`` per voxel: the layers around ``brain``, then the neck column below it."""
     names = ("air", *TISSUE_RATIOS)
     tissue = np.zeros(brain.shape, dtype=np.uint8)
@@ -143,7 +143,7 @@ def add_head(
     out_affine[:3, 3] = affine[:3, :3] @ -np.array([p[0] for p in pads], dtype=np.float64) + affine[:3, 3]
     brain = np.pad(brain_in, pads)
     rng = np.random.default_rng(seed)
-    tissue = _tissue_map(brain, spacing, rng)
+    tissue = tissue_map(brain, spacing, rng)
     head = tissue > 0
     names = ("air", *TISSUE_RATIOS)
     ctrl = tuple(min(3, n) for n in brain.shape)

@@ -51,7 +51,13 @@ from pipelines.phantoms.liver_ct_anatomy import (
 )
 from pipelines.phantoms.liver_ct_regions import BodyFrame, paint_lower_chest, paint_pelvis, psoas_muscles
 
-__all__ = ["case_z_range", "make_liver_ct_phantom", "write_liver_phantom_task", "main"]
+__all__ = [
+    "case_z_range",
+    "make_liver_ct_phantom",
+    "write_liver_phantom_task",
+    "write_liver_default_task",
+    "main",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -365,7 +371,10 @@ def _task_is_complete(out_dir: Path, num_cases: int, params: dict) -> bool:
         return False
     if ds.get("phantom", params) != params:
         return False
-    return listed_files_exist(out_dir, training)
+    negatives = ds.get("negatives", [])
+    if not isinstance(negatives, list) or len(negatives) != params.get("negatives", 0):
+        return False
+    return listed_files_exist(out_dir, training + negatives)
 
 
 def write_liver_phantom_task(
@@ -375,6 +384,7 @@ def write_liver_phantom_task(
     shape: Sequence[int] = DEFAULT_SHAPE,
     spacing: Sequence[float] = DEFAULT_SPACING,
     z_range: Sequence[float] | None = None,
+    negatives: int = 0,
 ) -> Path:
     """Write ``num_cases`` phantoms as a Medical Segmentation Decathlon Task03_Liver folder.
 
@@ -398,6 +408,9 @@ def write_liver_phantom_task(
             for a range of its own per case (:func:`case_z_range`): from abdomen-only to pelvis-to-lower-chest,
             as real abdominal CTs come. The slice spacing then grows with the range (``spacing[2]`` for the
             abdomen alone), so every case keeps ``shape[2]`` slices.
+        negatives: head CTs without liver to add (:func:`pipelines.phantoms.head_ct.write_head_ct_negatives`),
+            listed under ``negatives`` in ``dataset.json``, not in ``training``: datalist builders put them in a
+            ``negatives`` section that only the slice gate trains on, so that it learns to keep no slice of a head.
 
     Returns:
         ``out_dir`` as a ``Path``.
@@ -415,6 +428,8 @@ def write_liver_phantom_task(
         params["z_range"] = "per case"
     elif tuple(float(v) for v in z_range) != (0.0, 1.0):
         params["z_range"] = [float(v) for v in z_range]
+    if int(negatives):
+        params["negatives"] = int(negatives)
     if _task_is_complete(out_dir, int(num_cases), params):
         logger.info("phantom task %s is already complete (%d cases); nothing to do", out_dir, num_cases)
         return out_dir
@@ -451,9 +466,25 @@ def write_liver_phantom_task(
         "test": [],
         "phantom": params,
     }
+    if int(negatives):
+        from pipelines.phantoms.head_ct import write_head_ct_negatives
+
+        dataset["negatives"] = [
+            {k: f"./{v}" for k, v in case.items()} for case in write_head_ct_negatives(out_dir, negatives, seed)
+        ]
     write_json_atomic(dataset, out_dir / "dataset.json")
     logger.info("phantom task written to %s (%d cases)", out_dir, len(training))
     return out_dir
+
+
+#: head CTs added to the default task as negatives for the slice gate
+DEFAULT_NEGATIVES = 2
+
+
+def write_liver_default_task(out_dir: str | os.PathLike, num_cases: int = 12, seed: int = 0) -> Path:
+    """The liver workflow's embedded default data: :func:`write_liver_phantom_task` with a range of its own per
+    case and :data:`DEFAULT_NEGATIVES` head CTs as negatives for the slice gate."""
+    return write_liver_phantom_task(out_dir, num_cases, seed, negatives=DEFAULT_NEGATIVES)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from pipelines._lazy import lazy_getattr
 
 _SUBMODULES = (
     "batch_digests",
+    "datalist_sections",
     "distributed",
     "gate_calibration",
     "gradients",

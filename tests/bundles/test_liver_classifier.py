@@ -79,3 +79,26 @@ def test_python_api_matches_the_bundle_on_paths_and_in_memory_images(trained_cas
     assert segment.last_report is not None and segment.last_report["num_slices"] > 0
     with pytest.raises(ValueError, match="give a path, a nibabel image, or a MetaTensor"):
         segment(np.zeros((4, 4, 4)))
+
+
+def test_the_gate_also_trains_on_the_datalists_negatives(tmp_path, shrink_overrides, liver_stage, make_liver_workflow):
+    """A datalist ``negatives`` section (head CTs, empty labels) joins the classifier's training volumes, checked
+    like the others; the segmenter's training does not read it."""
+    from data_manifests.msd import build_msd_datalist
+    from pipelines.phantoms.liver_ct import write_liver_phantom_task
+
+    task = write_liver_phantom_task(
+        tmp_path / "task", 4, seed=2, shape=(64, 64, 24), spacing=(4.0, 4.0, 6.0), negatives=1
+    )
+    datalist = task / "datalist.json"
+    build_msd_datalist(task, val_fraction=0.25, test_fraction=0.25, seed=0, output_path=datalist, relative_to=task)
+    overrides = {**shrink_overrides(task, datalist, tmp_path / "out"), **CLASSIFIER_OVERRIDES}
+    workflow = liver_stage("train_classifier", overrides, check=True)
+    volumes = [Path(item["image"]).name for item in workflow.parser.get_parsed_content("train_datalist")]
+    assert len(volumes) == 3 and volumes[-1] == "head_ct_0.nii.gz"  # two training cases and the negative
+    assert (tmp_path / "out" / "models" / "classifier.pt").is_file()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'out' / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("test_liver").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["negatives_section"] == "negatives"
+    segmenter = make_liver_workflow("train", overrides)
+    assert len(segmenter.parser.get_parsed_content("train_datalist")) == 2  # the segmenter: training cases only
