@@ -37,9 +37,8 @@ SCANS = {"head CT, 1 mm slices": 1, "head CT, 5 mm slices": 5}  # name: slice th
 SEED = 0
 
 
-def head_scans() -> dict[str, Path]:
-    """The head CT phantoms, written once (``data/head_ct_phantom/head_ct_<mm>mm.nii.gz``)."""
-    folder = REPO_ROOT / "data" / "head_ct_phantom"
+def head_scans(folder: Path = REPO_ROOT / "data" / "head_ct_phantom") -> dict[str, Path]:
+    """The head CT phantoms, written once (``<folder>/head_ct_seed0_<mm>mm.nii.gz``)."""
     paths = {}
     for name, slice_mm in SCANS.items():
         path = folder / f"head_ct_seed{SEED}_{slice_mm}mm.nii.gz"
@@ -74,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workflow", choices=["liver", "lung"])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=VALUE")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--scan-dir", type=Path, default=REPO_ROOT / "data" / "head_ct_phantom", help="where the head CTs are written"
+    )
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.overrides)
     segmenters = {
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"{args.workflow}: scans without the organ (the right answer: an empty mask, the segmenter not run)")
     print(f"{'scan':<24} {'kept':>8} {'segmented':>10} {'cascade mL':>11} {'full mL':>9} {'casc s':>7} {'full s':>7}")
-    for name, path in head_scans().items():
+    for name, path in head_scans(args.scan_dir).items():
         row = {"scan": name, "path": str(path), **run_scan(path, segmenters)}
         rows.append(row)
         print(

@@ -102,3 +102,24 @@ def test_the_gate_also_trains_on_the_datalists_negatives(tmp_path, shrink_overri
     assert run.info.status == "FINISHED" and run.data.params["negatives_section"] == "negatives"
     segmenter = make_liver_workflow("train", overrides)
     assert len(segmenter.parser.get_parsed_content("train_datalist")) == 2  # the segmenter: training cases only
+
+
+def test_off_target_benchmark_runs_a_head_ct_through_both_modes(trained_cascade, tmp_path, capsys):
+    """``benchmarks/off_target.py liver`` on the tiny models (whether they leave the head empty is not asserted: a
+    one-epoch gate): both head CTs written, each mode's foreground and the gate's slices reported."""
+    from tests.benchmark_modules import load_benchmark
+
+    sets = [a for k, v in trained_cascade.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    rc = load_benchmark("off_target").main(
+        ["liver", *sets, "--scan-dir", str(tmp_path / "heads"), "--json", str(tmp_path / "o.json")]
+    )
+    figures = json.loads((tmp_path / "o.json").read_text())
+    assert rc == (0 if figures["summary"]["empty"]["cascade"] and figures["summary"]["segmenter_skipped"] else 1)
+    assert [row["scan"] for row in figures["scans"]] == ["head CT, 1 mm slices", "head CT, 5 mm slices"]
+    for row in figures["scans"]:
+        assert 0 <= row["kept"] <= row["segmented"] <= row["slices"] and row["full_voxels"] >= 0
+    assert sorted(p.name for p in (tmp_path / "heads").iterdir()) == [
+        "head_ct_seed0_1mm.nii.gz",
+        "head_ct_seed0_5mm.nii.gz",
+    ]
+    assert "scans without the organ" in capsys.readouterr().out
