@@ -164,6 +164,20 @@ def test_validate_configured_datalist(tmp_path):
     assert summary == f"liver: no problems found in {datalist} (training=1, validation=1, test=1)"
 
 
+def test_validate_checks_a_negatives_section_when_the_datalist_has_one(tmp_path):
+    datalist = _liver_data(tmp_path)
+    sections = json.loads(datalist.read_text())
+    head = np.full(SHAPE, -1000, np.int16)
+    head[2:10, 2:8] = 35
+    sections["negatives"] = [{"image": _nifti(tmp_path / "head.nii.gz", head), "label": "missing_seg.nii.gz"}]
+    datalist.write_text(json.dumps(sections))
+    problems, summary = validate_workflow("liver", overrides=_settings(tmp_path, datalist))
+    assert len(problems) == 1 and problems[0].startswith(str(tmp_path / "missing_seg.nii.gz"))
+    _nifti(tmp_path / "missing_seg.nii.gz", np.zeros(SHAPE, np.uint8))
+    problems, summary = validate_workflow("liver", overrides=_settings(tmp_path, datalist))
+    assert problems == [] and summary.endswith("(training=1, validation=1, test=1, negatives=1)")
+
+
 def test_validate_reports_label_values_and_hounsfield_units(tmp_path):
     datalist = _liver_data(tmp_path, label_value=3, offset=1024)
     problems, summary = validate_workflow("liver", overrides=_settings(tmp_path, datalist))

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 _EXPRESSION_PREFIXES = ("$", "@", "%")  # MONAI bundle expressions, references and macros
 _MAX_FLATTEN_DEPTH = 4
 DATALIST_SECTIONS = ("training", "validation", "test")
+OPTIONAL_SECTIONS = ("negatives",)  # checked when the datalist has them (the slice gate's negatives)
 
 
 class ConfigOverrideError(ValueError):
@@ -317,10 +318,12 @@ def _check_datalist(settings: DataSettings, path: Path, base_dir: Path, check_in
             allow_lateral=settings.allow_lateral_views,
         )
     else:
+        from pipelines.training.datalist_sections import present_sections
+
         counts = validate_datalist(
             path,
             base_dir=base_dir,
-            keys=DATALIST_SECTIONS,
+            keys=DATALIST_SECTIONS + present_sections(path, OPTIONAL_SECTIONS),
             check_intensity=check_intensity,
             allow_outside_root=settings.allow_outside_root,
             label_values=settings.label_values,
