@@ -123,8 +123,8 @@ def make_lung_ct_phantom(
         spacing: voxel size in mm along the same axes.
         z_range: the scan's craniocaudal extent in units of the chest described above (0 its bottom slice, 1 its
             top slice). The default scans the chest alone; a longer range adds what a chest-abdomen-pelvis or
-            whole-body scan holds around it (:mod:`pipelines.phantoms.lung_ct_regions`): ``(-3.4, 1.8)`` reaches
-            from the femoral shafts to the neck, with the lungs on about a quarter of the slices (choose
+            whole-body scan holds around it (:mod:`pipelines.phantoms.lung_ct_regions`): ``(-3.8, 1.8)`` reaches
+            from the thighs to the neck, with the lungs on about a fifth of the slices (choose
             ``shape[2]`` for the slice spacing you want). The chest itself is the same as with the default range.
 
     Returns:

@@ -31,7 +31,7 @@ class Grid:
     ``y2``, and ``zf``, the height of each slice in units of the chest (0 = the chest's bottom slice, 1 its top).
 
     ``z_range``: the scan's craniocaudal extent in those units. The default ``(0, 1)`` scans the chest alone, so
-    ``zf`` is the fraction of the field of view; a longer range such as ``(-3.4, 1.8)`` reaches from the thighs to
+    ``zf`` is the fraction of the field of view; a longer range such as ``(-3.8, 1.8)`` reaches from the thighs to
     the neck, with the chest ``chest_mm`` high inside it.
     """
 
