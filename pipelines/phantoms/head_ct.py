@@ -61,7 +61,7 @@ def make_head_ct(seed: int, slice_mm: int = 1) -> tuple[np.ndarray, np.ndarray]:
             scanner's reconstruction does (5 mm is common for routine head CT).
 
     Returns:
-        ``(image, affine)``: int16 HU of about 212 x 256 x 240 voxels at 1 mm (fewer slices when thicker), and the
+        ``(image, affine)``: int16 HU of 217 x 257 x 235 voxels at 1 mm (fewer slices when thicker), and the
         4x4 RAS+ voxel-to-world matrix.
 
     Raises:
