@@ -158,7 +158,8 @@ WORKFLOWS: dict[str, Workflow] = {
         default_data="data/COVID-19-20_phantom",
         default_datalist="data_manifests/lung_phantom.json",
         data_generator="pipelines.phantoms.lung_ct.write_lung_ct_phantom_task",
-        demo_overrides={"max_epochs": 25},
+        # 40: the default data's longer scans (chest to thighs and neck) need more than 25 epochs (docs/performance.md)
+        demo_overrides={"max_epochs": 40},
     ),
     "brain": Workflow(
         name="brain",
