@@ -123,3 +123,25 @@ def test_off_target_benchmark_runs_a_head_ct_through_both_modes(trained_cascade,
         "head_ct_seed0_5mm.nii.gz",
     ]
     assert "scans without the organ" in capsys.readouterr().out
+
+
+def test_a_negatives_entry_outside_the_dataset_folder_is_refused_before_training(
+    tmp_path, shrink_overrides, make_liver_workflow
+):
+    from data_manifests.msd import build_msd_datalist
+    from pipelines.phantoms.liver_ct import write_liver_phantom_task
+    from pipelines.validation.errors import find_data_error
+
+    task = write_liver_phantom_task(tmp_path / "task", 3, seed=5, shape=(64, 64, 24), spacing=(4.0, 4.0, 6.0))
+    datalist = task / "datalist.json"
+    build_msd_datalist(task, val_fraction=0.34, test_fraction=0.0, seed=0, output_path=datalist, relative_to=task)
+    sections = json.loads(datalist.read_text())
+    sections["negatives"] = [{"image": "../outside.nii.gz", "label": "../outside_seg.nii.gz"}]
+    datalist.write_text(json.dumps(sections))
+    overrides = {**shrink_overrides(task, datalist, tmp_path / "out"), "validate_data": False}
+    workflow = make_liver_workflow("train_classifier", overrides)
+    with pytest.raises(RuntimeError) as err:  # ConfigParser wraps the error of a failing expression
+        workflow.initialize()
+    cause = find_data_error(err.value)
+    assert cause is not None and "negatives[0] image" in str(cause) and "outside the dataset root" in str(cause)
+    assert not (tmp_path / "out" / "models").exists()
