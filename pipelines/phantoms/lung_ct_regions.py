@@ -37,44 +37,41 @@ def paint_beyond_chest(rng, g: Grid, w: Wall, img: np.ndarray, spine: dict, dome
         spine: :func:`pipelines.phantoms.lung_ct_anatomy.draw_spine`'s result.
         dome_top: the diaphragm domes' tops (chest units).
     """
-    zf = g.zf[0, 0]
+    zf = g.zf[0, 0]  # increasing: the slices below a height are a prefix, those above it a suffix (views of img)
     per_mm = 1.0 / g.chest_mm
     liver_floor = dome_top[-1] - rng.uniform(150, 190) * per_mm  # the liver's lower tip
     rib_floor = dome_top[-1] - rng.uniform(100, 140) * per_mm  # the lowest ribs (the costal margin)
     pelvis_top = liver_floor - rng.uniform(60, 100) * per_mm  # the iliac crests
     if zf[0] < rib_floor:
-        _remove_ribs(img, g, w, spine, zf < rib_floor)
+        _remove_ribs(img[:, :, : int((zf < rib_floor).sum())], w, spine)
     if zf[0] < liver_floor:
-        _paint_lower_abdomen(rng, img, g, w, zf < liver_floor)
+        _paint_lower_abdomen(rng, img[:, :, : int((zf < liver_floor).sum())], g, w)
     if zf[0] < pelvis_top:
         _paint_pelvis(rng, img, g, w, spine, pelvis_top)
     thigh_top = pelvis_top - rng.uniform(150, 170) * per_mm  # below the ischia
     if zf[0] < thigh_top:
-        _split_into_thighs(rng, img, g, w, zf < thigh_top)
+        _split_into_thighs(rng, img[:, :, : int((zf < thigh_top).sum())], g, w)
     if zf[-1] > NECK_FLOOR:
-        _narrow_to_neck(rng, img, g, w, spine, zf > NECK_FLOOR)
+        _narrow_to_neck(rng, img[:, :, int((zf <= NECK_FLOOR).sum()) :], g, w, spine)
 
 
-def _remove_ribs(img, g: Grid, w: Wall, spine: dict, slices: np.ndarray) -> None:
-    """Below the costal margin the rib layer is abdominal wall muscle."""
-    band = w.band & ~spine["zone"]
-    sub = img[:, :, slices]
-    sub[band] = w.muscle_hu
-    img[:, :, slices] = sub
+def _remove_ribs(sub: np.ndarray, w: Wall, spine: dict) -> None:
+    """Below the costal margin (``sub``: those slices of the volume, painted in place) the rib layer is abdominal
+    wall muscle."""
+    sub[w.band & ~spine["zone"]] = w.muscle_hu
 
 
-def _paint_lower_abdomen(rng, img, g: Grid, w: Wall, slices: np.ndarray) -> None:
-    """Below the liver: bowel loops (soft tissue with gas pockets) in mesenteric fat, filling the cavity."""
-    shape = (g.shape[0], g.shape[1], int(slices.sum()))
+def _paint_lower_abdomen(rng, sub: np.ndarray, g: Grid, w: Wall) -> None:
+    """Below the liver (``sub``: those slices, painted in place): bowel loops (soft tissue with gas pockets) in
+    mesenteric fat, filling the cavity."""
+    shape = sub.shape
     per_loop = 12.0 / np.array(g.spacing)  # bowel loops of 20-30 mm
     loops = smooth_field(rng, shape, tuple(max(2, int(n / p)) for n, p in zip(shape, per_loop, strict=True)))
     gas = smooth_field(rng, shape, tuple(max(2, int(1.5 * n / p)) for n, p in zip(shape, per_loop, strict=True)))
     fill = np.where(loops > rng.uniform(-0.6, -0.2), rng.uniform(25, 40), rng.uniform(-110, -85)).astype(np.float32)
     fill = np.where((gas > 1.8) & (loops > 0.0), rng.uniform(-1000, -900), fill)
-    sub = img[:, :, slices]
     cavity = np.broadcast_to(w.cavity[..., None], shape)
     sub[cavity] = fill[cavity]
-    img[:, :, slices] = sub
 
 
 def _paint_pelvis(rng, img, g: Grid, w: Wall, spine: dict, pelvis_top: float) -> None:
@@ -101,28 +98,27 @@ def _paint_pelvis(rng, img, g: Grid, w: Wall, spine: dict, pelvis_top: float) ->
     )
 
 
-def _narrow_to_neck(rng, img, g: Grid, w: Wall, spine: dict, slices: np.ndarray) -> None:
-    """Above the lung apices the body narrows to the neck around the spine, the trachea and the oesophagus."""
+def _narrow_to_neck(rng, sub: np.ndarray, g: Grid, w: Wall, spine: dict) -> None:
+    """Above the lung apices (``sub``: those slices, painted in place) the body narrows to the neck around the
+    spine, the trachea and the oesophagus."""
     vb_c, u = spine["centre"], w.u
     centre = (w.mx, vb_c[1] + 10 * u)
     half_w, half_ap = rng.uniform(55, 70) * u, rng.uniform(55, 65) * u
     fat_t = rng.uniform(4, 10) * u
     neck = superellipse(g.x2, g.y2, centre, half_w, half_ap, p=2.2) < 1.0
     muscle = superellipse(g.x2, g.y2, centre, half_w - fat_t, half_ap - fat_t, p=2.2) < 1.0
-    sub = img[:, :, slices]
     sub[~neck] = AIR_HU
     sub[neck & ~muscle] = w.fat_hu
     soft = (sub > -200) & (sub < 150)  # keep bone, air (trachea) and the vessels' blood; the rest is neck muscle
     paint(sub, soft & muscle[..., None] & ~w.cavity[..., None], w.muscle_hu)
-    img[:, :, slices] = sub
 
 
-def _split_into_thighs(rng, img, g: Grid, w: Wall, slices: np.ndarray) -> None:
-    """Below the pelvis the body is two thighs: muscle around the femoral shafts inside a ring of fat, air between.
+def _split_into_thighs(rng, sub: np.ndarray, g: Grid, w: Wall) -> None:
+    """Below the pelvis (``sub``: those slices, painted in place) the body is two thighs: muscle around the femoral
+    shafts inside a ring of fat, air between.
 
     The femoral shafts are those painted by the pelvis (bone away from the midline); the spine's column ends."""
     (cx, cy), hw, hap, fat_t = w.center, w.half_w, w.half_ap, w.fat_t
-    sub = img[:, :, slices]
     thighs = np.zeros(g.shape[:2], dtype=bool)
     inner = np.zeros(g.shape[:2], dtype=bool)
     for side in (-1, 1):
@@ -135,4 +131,3 @@ def _split_into_thighs(rng, img, g: Grid, w: Wall, slices: np.ndarray) -> None:
     sub[thighs & ~inner] = w.fat_hu
     muscle = inner[..., None] & ~shafts
     paint(sub, muscle, w.muscle_hu + 12.0 * smooth_field(rng, sub.shape, (8, 8, 4)))
-    img[:, :, slices] = sub
