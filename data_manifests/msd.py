@@ -45,35 +45,39 @@ def _read_dataset_json(task_dir: Path) -> dict:
     return dataset
 
 
-def _cases(task_dir: Path, dataset: dict) -> list[dict[str, str]]:
-    """Absolute image/label paths of the training cases listed in dataset.json, sorted by image path."""
+def _cases(task_dir: Path, dataset: dict, section: str = "training") -> list[dict[str, str]]:
+    """Absolute image/label paths of the cases listed in a section of dataset.json, sorted by image path: the
+    ``training`` cases (at least one), or the ``negatives`` (none when the section is absent)."""
     ds_path = task_dir / "dataset.json"
+    items = dataset.get(section) or []
+    if not isinstance(items, list):
+        raise DataError(f"{ds_path}: '{section}' must be a list, got {type(items).__name__}")
     problems: list[str] = []
     cases: list[dict[str, str]] = []
     seen: dict[str, int] = {}
-    for i, item in enumerate(dataset["training"]):
+    for i, item in enumerate(items):
         if (
             not isinstance(item, dict)
             or not isinstance(item.get("image"), str)
             or not isinstance(item.get("label"), str)
         ):
-            problems.append(f"{ds_path}: training[{i}] must have string 'image' and 'label', got {item!r:.100}")
+            problems.append(f"{ds_path}: {section}[{i}] must have string 'image' and 'label', got {item!r:.100}")
             continue
         if Path(item["image"]).name.startswith("._") or Path(item["label"]).name.startswith("._"):
             logger.debug("skipping macOS metadata file %s", item["image"])
             continue
         case = {k: os.path.normpath(os.path.join(task_dir, item[k])) for k in ("image", "label")}
         if case["image"] in seen:
-            problems.append(f"{case['image']}: listed twice in {ds_path} (training[{seen[case['image']]}] and [{i}])")
+            problems.append(f"{case['image']}: listed twice in {ds_path} ({section}[{seen[case['image']]}] and [{i}])")
             continue
         seen[case["image"]] = i
         for k in ("image", "label"):
             if not os.path.isfile(case[k]):
-                problems.append(f"{case[k]}: listed in {ds_path} as training[{i}] {k}, but the file is missing")
+                problems.append(f"{case[k]}: listed in {ds_path} as {section}[{i}] {k}, but the file is missing")
         cases.append(case)
     if problems:
         raise DataError(problems)
-    if not cases:
+    if not cases and section == "training":
         raise DataError(f"{ds_path}: lists no training cases")
     return sorted(cases, key=lambda c: c["image"])
 
@@ -119,8 +123,10 @@ def build_msd_datalist(task_dir: str | os.PathLike, **options: Any) -> dict:
     except ValueError as exc:
         raise DataError(f"{task_dir / 'dataset.json'}: {exc}") from None
     splits = split_by_patient(cases, _patient, opts.val_fraction, opts.test_fraction, opts.seed)
+    negatives = _cases(task_dir, dataset, "negatives")  # scans without the target: the slice gate's, unsplit
+    extra = {"negatives": negatives} if negatives else {}
     if opts.validate:
-        validate_datalist(splits, keys=SECTIONS)
+        validate_datalist({**splits, **extra}, keys=(*SECTIONS, *extra))
     counts = section_counts(splits, _patient, slices=opts.slice_counts)
 
     name = str(dataset.get("name") or task_dir.name)
@@ -136,37 +142,9 @@ def build_msd_datalist(task_dir: str | os.PathLike, **options: Any) -> dict:
     }
     logger.info("%s: training %d, validation %d, test %d", task_dir, n_train, n_val, n_test)
     log_counts(task_dir, counts)
-    negatives = _negatives(task_dir, dataset)
-    if negatives and opts.validate:
-        validate_datalist({"negatives": negatives}, keys=("negatives",))
-    extra = {"negatives": negatives} if negatives else None
     return finish_datalist(
         header, splits, output_path=opts.output_path, relative_to=opts.relative_to, extra_sections=extra
     )
-
-
-def _negatives(task_dir: Path, dataset: dict) -> list[dict[str, str]]:
-    """The ``negatives`` of ``dataset.json`` (scans without the target and their empty labels, an extension of
-    this project's phantom tasks), absolute; every one goes to the datalist's ``negatives`` section, unsplit."""
-    items = dataset.get("negatives") or []
-    ds_path = task_dir / "dataset.json"
-    if not isinstance(items, list):
-        raise DataError(f"{ds_path}: 'negatives' must be a list, got {type(items).__name__}")
-    problems, cases = [], []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict) or not all(isinstance(item.get(k), str) for k in ("image", "label")):
-            problems.append(f"{ds_path}: negatives[{i}] must have string 'image' and 'label', got {item!r:.100}")
-            continue
-        case = {k: os.path.normpath(os.path.join(task_dir, item[k])) for k in ("image", "label")}
-        problems += [
-            f"{case[k]}: listed in {ds_path} as negatives[{i}] {k}, but the file is missing"
-            for k in ("image", "label")
-            if not os.path.isfile(case[k])
-        ]
-        cases.append(case)
-    if problems:
-        raise DataError(problems)
-    return cases
 
 
 def _patient(case: dict[str, str]) -> str:
