@@ -13,7 +13,7 @@ of the full volume's.
     python benchmarks/cascade_vs_full.py liver --section validation --set sw_batch_size=8
     python benchmarks/cascade_vs_full.py liver --long-scans 3        # unseen phantoms of a chest-abdomen-pelvis length
     python benchmarks/cascade_vs_full.py liver --long-scans 3 --z-range -1.6 2.4 --scan-slices 600   # thighs to chest
-    python benchmarks/cascade_vs_full.py lung --long-scans 3 --scan-slices 600   # thighs to neck, lungs on 25 %
+    python benchmarks/cascade_vs_full.py lung --long-scans 3 --scan-slices 600   # thighs to neck, lungs on a fifth
     python benchmarks/cascade_vs_full.py lung                        # any workflow of pipelines.workflows
 
 Needs trained checkpoints (``models/model.pt`` and ``models/classifier.pt``: run ``radcascade demo <workflow>``).
@@ -44,17 +44,16 @@ from pipelines.inference.slabs import Slab, slab_mask  # noqa: E402
 from pipelines.io.inputs import case_name  # noqa: E402
 from pipelines.workflows import get_workflow  # noqa: E402
 
-#: each workflow's long scans by default: (craniocaudal range in its phantom's units, what the range reaches)
-LONG_SCAN_RANGES = {
-    "liver": ((-1.0, 1.6), "pelvis to lower chest"),
-    "lung": ((-3.8, 1.8), "thighs to neck, the lungs on a quarter of the slices"),
-}
+#: each workflow's long scans by default: the craniocaudal range in its phantom's units (liver: pelvis to lower
+#: chest; lung: thighs to neck, the lungs on about a fifth of the slices)
+LONG_SCAN_RANGES = {"liver": (-1.0, 1.6), "lung": (-3.8, 1.8)}
 
 
 def _long_scan_items(
     workflow: str, n: int, z_range: tuple[float, float] | None = None, slices: int | None = None
-) -> list[dict]:
-    """``n`` phantoms of ``workflow`` (seeds unseen in training) scanning ``z_range``, written once.
+) -> tuple[list[dict], tuple[float, float]]:
+    """``n`` phantoms of ``workflow`` (seeds unseen in training) scanning ``z_range``, written once; returns their
+    items and the range used.
 
     ``z_range`` is in the phantom's own craniocaudal units, 0 the bottom and 1 the top of its body region (the
     liver's abdomen, the lung's chest); ``None`` takes :data:`LONG_SCAN_RANGES`. ``slices``: the scan's number of
@@ -62,18 +61,18 @@ def _long_scan_items(
     """
     if workflow not in LONG_SCAN_RANGES:
         raise SystemExit(f"--long-scans: no long-scan phantoms for '{workflow}' (only {', '.join(LONG_SCAN_RANGES)})")
-    default_range = LONG_SCAN_RANGES[workflow][0]
+    default_range = LONG_SCAN_RANGES[workflow]
     z_range = tuple(z_range or default_range)
-    if workflow == "liver":
+    if workflow == "liver":  # an MSD task: the cases are dataset.json's training list
         from pipelines.phantoms.liver_ct import DEFAULT_SHAPE, DEFAULT_SPACING
         from pipelines.phantoms.liver_ct import write_liver_phantom_task as write_task
 
-        name = "Task03_Liver_phantom_long"
-    else:
+        name, listing = "Task03_Liver_phantom_long", ("dataset.json", "training")
+    else:  # a COVID-19-20 folder: the cases are phantom.json's
         from pipelines.phantoms.lung_ct import DEFAULT_SHAPE, DEFAULT_SPACING
         from pipelines.phantoms.lung_ct import write_lung_ct_phantom_task as write_task
 
-        name = "COVID-19-20_phantom_long"
+        name, listing = "COVID-19-20_phantom_long", ("phantom.json", "cases")
     height = DEFAULT_SHAPE[2] * DEFAULT_SPACING[2]  # the body region's extent in mm
     extent = (z_range[1] - z_range[0]) * height
     nz = slices or round(DEFAULT_SHAPE[2] * (z_range[1] - z_range[0]))
@@ -82,11 +81,8 @@ def _long_scan_items(
         name += f"_{nz}_slices_{z_range[0]:g}_{z_range[1]:g}"
     task = REPO_ROOT / "data" / name
     write_task(task, num_cases=n, seed=1000, shape=shape, spacing=spacing, z_range=z_range)
-    if workflow == "liver":
-        cases = json.loads((task / "dataset.json").read_text())["training"]
-    else:
-        cases = json.loads((task / "phantom.json").read_text())["cases"]
-    return [{k: str(task / item[k]) for k in ("image", "label")} for item in cases]
+    cases = json.loads((task / listing[0]).read_text())[listing[1]]
+    return [{k: str(task / item[k]) for k in ("image", "label")} for item in cases], z_range
 
 
 def _source_slices(item: dict) -> int:
@@ -132,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     in_channels = parser.get_parsed_content("in_channels")
     postprocess = parser.get_parsed_content("label_postprocessing")
     if args.long_scans:
-        items = _long_scan_items(args.workflow, args.long_scans, args.z_range, args.scan_slices)
-        z_range = args.z_range or LONG_SCAN_RANGES[args.workflow][0]
+        items, z_range = _long_scan_items(args.workflow, args.long_scans, args.z_range, args.scan_slices)
         args.section = f"{args.long_scans} long-scan phantoms, z {z_range[0]:g}..{z_range[1]:g}"
         if args.scan_slices:
             args.section += f", {args.scan_slices} slices"
