@@ -26,18 +26,19 @@ import sys
 import time
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.real_scans import label_on_grid  # noqa: E402
 from pipelines.api import Segmenter  # noqa: E402
 from pipelines.cli.main import parse_overrides  # noqa: E402
 from pipelines.phantoms.head_ct import write_head_ct  # noqa: E402
 
 SCANS = {"head CT, 1 mm slices": 1, "head CT, 5 mm slices": 5}  # name: slice thickness
 SEED = 0
+HEAD_DIR = REPO_ROOT / "data" / "head_ct_phantom"
 REAL = REPO_ROOT / "tests" / "data" / "real" / "totalsegmentator"
 #: real scans per workflow: name -> (image, segmentation holding the organ, the organ's values in it)
 REAL_SCANS = {
@@ -51,7 +52,7 @@ REAL_SCANS = {
 }
 
 
-def head_scans(folder: Path = REPO_ROOT / "data" / "head_ct_phantom") -> dict[str, Path]:
+def head_scans(folder: Path = HEAD_DIR) -> dict[str, Path]:
     """The head CT phantoms, written once (``<folder>/head_ct_seed0_<mm>mm.nii.gz``)."""
     paths = {}
     for name, slice_mm in SCANS.items():
@@ -62,19 +63,23 @@ def head_scans(folder: Path = REPO_ROOT / "data" / "head_ct_phantom") -> dict[st
     return paths
 
 
-def run_scan(path: Path, segmenters: dict[str, Segmenter], organ: np.ndarray | None = None) -> dict:
-    """Both modes on one scan: time, foreground voxels and mL (all of it, and outside ``organ``, a mask on the
-    scan's grid; none: the scan holds no organ), and for the cascade the slices kept and segmented."""
+def run_scan(path: Path, segmenters: dict[str, Segmenter], organ: tuple[Path, tuple] | None = None) -> dict:
+    """Both modes on one scan: time, foreground voxels and mL (all of it, and outside the organ: ``organ`` names a
+    segmentation of the scan and the organ's values in it; none: the scan holds no organ), and for the cascade the
+    slices kept and segmented."""
     row: dict = {}
+    organ_mask = None
     for mode, segmenter in segmenters.items():
         start = time.perf_counter()
         pred = segmenter(str(path))
         row[f"{mode}_s"] = time.perf_counter() - start
+        if organ is not None and organ_mask is None:  # on the prediction's grid (the scan's), axes reordered if need be
+            organ_mask = np.isin(label_on_grid(str(organ[0]), pred), organ[1])
         mask = np.asarray(pred[0]) > 0
         voxel_ml = float(np.abs(np.linalg.det(np.asarray(pred.affine, dtype=np.float64)[:3, :3]))) / 1000.0
         row[f"{mode}_voxels"] = int(mask.sum())
         row[f"{mode}_ml"] = row[f"{mode}_voxels"] * voxel_ml
-        outside = mask if organ is None else mask & ~organ
+        outside = mask if organ_mask is None else mask & ~organ_mask
         row[f"{mode}_outside_ml"] = int(outside.sum()) * voxel_ml
         report = segmenter.last_report
         if report is not None:
@@ -91,9 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("workflow", choices=["liver", "lung"])
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="ID=VALUE")
     parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
-    parser.add_argument(
-        "--scan-dir", type=Path, default=REPO_ROOT / "data" / "head_ct_phantom", help="where the head CTs are written"
-    )
+    parser.add_argument("--scan-dir", type=Path, default=HEAD_DIR, help="where the head CTs are written")
     args = parser.parse_args(argv)
     overrides = parse_overrides(args.overrides)
     segmenters = {
@@ -102,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     scans = {name: (path, None) for name, path in head_scans(args.scan_dir).items()}
     for name, (image, segmentation, values) in REAL_SCANS.get(args.workflow, {}).items():
-        organ = np.isin(np.asarray(nib.load(segmentation).dataobj), values)
-        scans[name] = (image, organ)
+        scans[name] = (image, (segmentation, values))
     rows = []
     print(f"{args.workflow}: anatomy outside the organ (the right answer: no foreground there; on a scan without the")
     print("organ an empty mask and the segmenter not run)")
