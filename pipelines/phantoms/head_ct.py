@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from pipelines.phantoms.brain_mr import load_mni152
 from pipelines.phantoms.brain_mr_head import DEFAULT_PAD_MM, TISSUE_RATIOS, tissue_map
-from pipelines.phantoms.common import AIR_HU, save_nifti
+from pipelines.phantoms.common import AIR_HU, case_seed, save_nifti
 
 __all__ = ["HEAD_HU", "NEGATIVE_SLICE_MM", "make_head_ct", "write_head_ct", "write_head_ct_negatives"]
 
@@ -120,8 +120,6 @@ def write_head_ct_negatives(task_dir: str | Path, num: int, seed: int = 0) -> li
     Returns:
         The cases, ``{"image": "negativesTr/...", "label": "negativesLabelsTr/..."}`` relative to ``task_dir``.
     """
-    from pipelines.phantoms.common import case_seed
-
     task_dir = Path(task_dir)
     cases = []
     for i in range(int(num)):
