@@ -1,4 +1,4 @@
-"""KeepLargestComponent(d): MONAI's KeepLargestConnectedComponent(independent=False), with 32-bit labels."""
+"""KeepLargestComponent(d): MONAI's KeepLargestConnectedComponent(independent=False), labelled slab by slab."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 from monai.data import MetaTensor
 from monai.transforms import KeepLargestConnectedComponent
+from scipy import ndimage
 
 from transforms import KeepLargestComponent, KeepLargestComponentd
 
@@ -32,7 +33,7 @@ def test_same_label_map_as_monai(seed, connectivity, kind):
     values = _label(seed)
     img = {"numpy": values, "tensor": torch.as_tensor(values), "metatensor": MetaTensor(torch.as_tensor(values))}[kind]
     expected = KeepLargestConnectedComponent(applied_labels=[1, 2], independent=False, connectivity=connectivity)(
-        torch.as_tensor(values)
+        torch.tensor(values)  # a copy: MONAI clears its input tensor in place, which would change ``values`` too
     )
     out = KeepLargestComponent([1, 2], connectivity=connectivity)(img)
     assert type(out) is type(img)
@@ -67,7 +68,7 @@ def test_dictionary_twin_and_missing_keys():
 
 
 def test_more_components_than_16_bit_labels_hold():
-    # 65,536 isolated voxels and one 2-voxel component: scipy refuses 16-bit labels, 32-bit ones take over
+    # 65,536 isolated voxels and one 2-voxel component, in one slab
     labels = np.zeros((1, 512, 512, 3), np.uint8)
     labels[0, ::2, ::2, 0] = 1
     labels[0, 0, 0, 1] = 2
@@ -90,10 +91,80 @@ def test_inplace_changes_the_input_and_a_copy_leaves_it():
     assert KeepLargestComponent(applied_labels=[1, 2], inplace=True)(array) is array and array[0, 7, 7, 7] == 0
 
 
-@pytest.mark.parametrize("dtype,count", [(np.uint16, 5), (np.uint16, 40000), (np.int32, 5)])
-def test_component_sizes_count_every_label_whatever_the_label_type(dtype, count):
-    from transforms.largest_component import _component_sizes
+def _blobs(seed: int, shape: tuple[int, ...]) -> np.ndarray:
+    """A (1, ...) label map of random sparse voxels of labels 1-3: many small components that touch diagonally,
+    across every plane of the first axis."""
+    rng = np.random.default_rng(seed)
+    return rng.choice(4, size=(1, *shape), p=[0.7, 0.15, 0.1, 0.05]).astype(np.uint8)
 
-    labels = np.random.default_rng(3).integers(0, count + 1, (17, 9, 11)).astype(dtype)
-    sizes = _component_sizes(labels, count, chunk=100)
-    np.testing.assert_array_equal(sizes, np.bincount(labels.ravel().astype(np.int64), minlength=count + 1))
+
+@pytest.mark.parametrize(
+    "shape,connectivity",
+    [((12, 10, 9), None), ((12, 10, 9), 1), ((12, 10, 9), 2), ((15, 13), None), ((15, 13), 1), ((40,), None)],
+)
+@pytest.mark.parametrize("slab_voxels", [1, 100, 350, 10**6])
+def test_slabs_give_monai_s_label_map(shape, connectivity, slab_voxels):
+    # slab_voxels 1: one plane per slab, every boundary crossed; 10**6: the whole map in one slab
+    compared = 0
+    for seed in range(8):
+        values = _blobs(seed, shape)
+        if not _largest_is_unique(np.isin(values[0], [1, 2]), connectivity):
+            continue  # equal sizes: MONAI's unstable argsort picks one; the rule is tested below
+        expected = KeepLargestConnectedComponent(applied_labels=[1, 2], independent=False, connectivity=connectivity)(
+            torch.tensor(values)
+        )
+        out = KeepLargestComponent([1, 2], connectivity=connectivity, slab_voxels=slab_voxels)(values)
+        np.testing.assert_array_equal(out, np.asarray(expected))
+        compared += 1
+    assert compared >= 3
+
+
+def _largest_is_unique(foreground: np.ndarray, connectivity: int | None) -> bool:
+    structure = ndimage.generate_binary_structure(foreground.ndim, connectivity or foreground.ndim)
+    sizes = np.bincount(ndimage.label(foreground, structure)[0].ravel())[1:]
+    return np.count_nonzero(sizes == sizes.max()) == 1
+
+
+def test_a_component_joined_only_in_a_later_slab_and_ties_keep_the_first_in_c_order():
+    # a U whose two arms are separate pieces in every slab until its base, in the last plane; then two equal
+    # components: the one whose first voxel comes first in C order is kept
+    values = np.zeros((1, 8, 7, 3), np.uint8)
+    values[0, :, 1, 1] = 1
+    values[0, :, 5, 1] = 2
+    values[0, 7, 1:6, 1] = 1  # the base: 8 + 8 + 3 voxels in one component
+    values[0, 0:2, 3, 1] = 1  # a small island between the arms
+    for slab_voxels in (21, 42, 10**6):
+        out = KeepLargestComponent([1, 2], connectivity=1, slab_voxels=slab_voxels)(values)
+        expected = values.copy()
+        expected[0, 0:2, 3, 1] = 0
+        np.testing.assert_array_equal(out, expected)
+    equal = np.zeros((1, 6, 4, 4), np.uint8)
+    equal[0, 4:6, 0, 0] = 1  # later in C order, in the last slab
+    equal[0, 0, 3, 3] = 1  # first in C order, joined to the next slab's voxel below it
+    equal[0, 1, 3, 3] = 2
+    expected = equal.copy()
+    expected[0, 4:6, 0, 0] = 0
+    for slab_voxels in (16, 32, 10**6):
+        # MONAI ranks equal sizes by an unstable argsort (here it keeps the later one): only the rule is checked
+        np.testing.assert_array_equal(
+            KeepLargestComponent([1, 2], connectivity=1, slab_voxels=slab_voxels)(equal), expected
+        )
+
+
+def test_a_piece_to_clear_is_found_in_its_box_or_in_its_whole_slab():
+    # one plane per slab: a block kept; in plane 3 a frame around it (its box: the whole plane, so that slab is
+    # labelled again whole) and in plane 6 a short line beside it (labelled again in its box alone)
+    from transforms.largest_component import _Slabs
+
+    values = np.zeros((1, 10, 20, 20), np.uint8)
+    values[0, :, 5:15, 5:15] = 1
+    values[0, 3, [0, 19], :] = 2
+    values[0, 3, :, [0, 19]] = 2
+    values[0, 6, 17, 2:9] = 1
+    expected = KeepLargestConnectedComponent(applied_labels=[1, 2], independent=False)(torch.tensor(values))
+    out = KeepLargestComponent([1, 2], slab_voxels=400)(values)
+    np.testing.assert_array_equal(out, np.asarray(expected))
+    assert not out[0, 3, 0].any() and not out[0, 6, 17].any() and out[0, :, 5:15, 5:15].all()
+    slabs = _Slabs(values[0], [1, 2], None, 400)
+    regions = [region for region, _ in slabs.voxels_to_clear(slabs.largest_component_labels())]
+    assert regions == [(slice(3, 4),), (slice(6, 7), slice(17, 18), slice(2, 9))]
