@@ -188,3 +188,74 @@ def test_c_ordered_tiles_cover_uneven_edges():
     out = c_ordered(np.asfortranarray(values), tile=(3, 4))
     assert out.flags.c_contiguous
     np.testing.assert_array_equal(out, values)
+
+
+def _itk_series(folder) -> tuple[np.ndarray, np.ndarray]:
+    """SimpleITK's read of the whole series (its files in slice order): voxels (x, y, z) and the LPS affine."""
+    from pipelines.validation.dicom_checks import image_series
+
+    (files,) = image_series(folder).values()
+    image = sitk.ReadImage([str(f) for f in files], imageIO="GDCMImageIO")
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    affine = np.eye(4)
+    affine[:3, :3] = direction @ np.diag(image.GetSpacing())
+    affine[:3, 3] = image.GetOrigin()
+    return sitk.GetArrayFromImage(image).transpose(2, 1, 0), affine
+
+
+@pytest.mark.parametrize("chunk_slices", [2, 3, 4])
+@pytest.mark.parametrize("reverse_indexing", [False, True])
+def test_a_long_series_read_in_chunks_is_the_series_read_at_once(tmp_path, chunk_slices, reverse_indexing):
+    from pipelines.io.dicom_reader import DicomSeriesFolderReader
+
+    pixels = np.random.default_rng(4).integers(-1000, 1000, (9, 6, 5)).astype(np.int16)
+    write_ct_series(tmp_path / "series", pixels)
+    whole = DicomSeriesFolderReader(reverse_indexing=reverse_indexing, chunk_slices=100, affine_lps_to_ras=False)
+    chunked = DicomSeriesFolderReader(reverse_indexing=reverse_indexing, chunk_slices=chunk_slices)
+    chunked.affine_lps_to_ras = False
+    expected, meta = whole.get_data(whole.read(str(tmp_path / "series")))
+    assert whole.read(str(tmp_path / "series")).image is not None
+    series = chunked.read(str(tmp_path / "series"))
+    assert series.image is None  # only the geometry is read up front
+    out, out_meta = chunked.get_data(series)
+    assert out.flags.c_contiguous and out.dtype == np.int16
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out_meta["affine"], meta["affine"])
+    np.testing.assert_array_equal(out_meta["spatial_shape"], meta["spatial_shape"])
+    itk_voxels, itk_affine = _itk_series(tmp_path / "series")
+    np.testing.assert_array_equal(out if not reverse_indexing else out.transpose(2, 1, 0), itk_voxels)
+    np.testing.assert_allclose(out_meta["affine"] if not reverse_indexing else itk_affine, itk_affine)
+
+
+def test_chunks_keep_itks_geometry_for_uneven_slices_and_its_type_for_rescaled_ones(tmp_path):
+    # ITK spaces a series by its first and last slices; a slice rescaled differently (slope 0.5) changes the voxel
+    # type of its chunk: the series is then read at once, as ITK types it
+    import pydicom
+
+    from pipelines.io.dicom_reader import DicomSeriesFolderReader
+
+    pixels = np.random.default_rng(5).integers(-1000, 1000, (8, 6, 5)).astype(np.int16)
+    datasets = write_ct_series(tmp_path / "uneven", pixels)
+    moved = datasets[5]
+    path = next(p for p in (tmp_path / "uneven").iterdir() if pydicom.dcmread(p).SOPInstanceUID == moved.SOPInstanceUID)
+    ds = pydicom.dcmread(path)
+    ds.ImagePositionPatient = [v + 0.7 * n for v, n in zip(ds.ImagePositionPatient, (1.0, 0.0, 0.0), strict=True)]
+    ds.save_as(path)
+    reader = DicomSeriesFolderReader(chunk_slices=3, affine_lps_to_ras=False)
+    out, meta = reader.get_data(reader.read(str(tmp_path / "uneven")))
+    itk_voxels, itk_affine = _itk_series(tmp_path / "uneven")
+    np.testing.assert_array_equal(out, itk_voxels)
+    np.testing.assert_allclose(meta["affine"], itk_affine, rtol=0, atol=1e-9)
+
+    datasets = write_ct_series(tmp_path / "rescaled", pixels)
+    path = next(
+        p for p in (tmp_path / "rescaled").iterdir() if pydicom.dcmread(p).SOPInstanceUID == datasets[5].SOPInstanceUID
+    )
+    ds = pydicom.dcmread(path)
+    ds.RescaleSlope = 0.5  # slice 5 opens the third chunk (slices 0-1, 2-4, 5-7): that chunk reads as floats
+    ds.save_as(path)
+    assert reader._read_in_chunks(reader.read(str(tmp_path / "rescaled"))) is None
+    out, _ = reader.get_data(reader.read(str(tmp_path / "rescaled")))
+    itk_voxels, _ = _itk_series(tmp_path / "rescaled")
+    assert out.dtype == itk_voxels.dtype
+    np.testing.assert_array_equal(out, itk_voxels)
