@@ -119,3 +119,26 @@ def test_written_voxels_never_pass_through_a_float_copy(tmp_path, dtype):
     np.testing.assert_array_equal(np.asanyarray(ours.dataobj), np.asanyarray(monai.dataobj))
     np.testing.assert_allclose(ours.affine, monai.affine)
     assert ours.get_data_dtype() == monai.get_data_dtype()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32])
+@pytest.mark.parametrize("shape", [(9, 7, 5), (6, 5, 4, 3)])
+@pytest.mark.parametrize("chunk_bytes", [1, 100, 2**24])
+def test_streamed_nifti_holds_the_bytes_nibabel_writes(tmp_path, dtype, shape, chunk_bytes):
+    # C-ordered voxels written in chunks of the last axis, reordered as they go: byte for byte nibabel's own file
+    import gzip
+
+    from pipelines.io.writers import _StreamedNifti1Image
+
+    values = (np.arange(np.prod(shape)) % 251).astype(dtype).reshape(shape)
+    affine = np.diag([0.8, 1.2, 3.0, 1.0])
+    nib.Nifti1Image(values, affine).to_filename(tmp_path / "nibabel.nii")
+    streamed = _StreamedNifti1Image(values, affine)
+    with open(tmp_path / "ours.nii", "wb") as stream:
+        streamed._write_streamed(stream, values, chunk_bytes=chunk_bytes)
+    assert (tmp_path / "ours.nii").read_bytes() == (tmp_path / "nibabel.nii").read_bytes()
+    _StreamedNifti1Image(values, affine).to_filename(tmp_path / "ours.nii.gz")
+    assert gzip.decompress((tmp_path / "ours.nii.gz").read_bytes()) == (tmp_path / "nibabel.nii").read_bytes()
+    fortran = np.asfortranarray(values)  # not C-ordered: nibabel writes it
+    _StreamedNifti1Image(fortran, affine).to_filename(tmp_path / "fortran.nii")
+    assert (tmp_path / "fortran.nii").read_bytes() == (tmp_path / "nibabel.nii").read_bytes()
