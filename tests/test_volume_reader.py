@@ -259,3 +259,24 @@ def test_chunks_keep_itks_geometry_for_uneven_slices_and_its_type_for_rescaled_o
     itk_voxels, _ = _itk_series(tmp_path / "rescaled")
     assert out.dtype == itk_voxels.dtype
     np.testing.assert_array_equal(out, itk_voxels)
+
+
+def test_the_input_check_places_a_long_series_where_itk_does_without_reading_it(tmp_path, monkeypatch):
+    # more slices than one chunk: the check reads the first and last slices only, and gets ITK's geometry
+    import SimpleITK
+
+    from pipelines.io.dicom_reader import CHUNK_SLICES
+    from pipelines.validation.volume_checks import _inspect
+
+    pixels = np.random.default_rng(6).integers(-1000, 1000, (CHUNK_SLICES + 6, 4, 3)).astype(np.int16)
+    write_ct_series(tmp_path / "series", pixels)
+    itk_voxels, itk_affine = _itk_series(tmp_path / "series")
+    read = []
+    original = SimpleITK.ReadImage
+    monkeypatch.setattr(
+        SimpleITK, "ReadImage", lambda files, *a, **k: read.append(len(files)) or original(files, *a, **k)
+    )
+    problems, volume = _inspect(tmp_path / "series", expect_ndim=3, read_data=False, keep_data=False)
+    assert problems == [] and read == [2]
+    assert volume.shape == itk_voxels.shape
+    np.testing.assert_allclose(volume.affine, np.diag([-1.0, -1.0, 1.0, 1.0]) @ itk_affine, rtol=0, atol=1e-9)

@@ -63,7 +63,7 @@ def resample_axis_aligned(
     axes: Sequence[int],
     out_shape: Sequence[int],
     padding_mode: str = "border",
-    slab_voxels: int = 2**22,
+    slab_voxels: int = 2**20,
 ) -> torch.Tensor:
     """Sample ``source`` ``(C, X, Y, Z)`` (any dtype) bilinearly on an output grid of ``out_shape``, float32 out.
 
@@ -100,7 +100,7 @@ class SlabSpatialResample(SpatialResample):
         kwargs: ``SpatialResample``'s.
     """
 
-    def __init__(self, slab_above: int = DEFAULT_SLAB_ABOVE, slab_voxels: int = 2**22, **kwargs) -> None:
+    def __init__(self, slab_above: int = DEFAULT_SLAB_ABOVE, slab_voxels: int = 2**20, **kwargs) -> None:
         super().__init__(**kwargs)
         self.slab_above = int(slab_above)
         self.slab_voxels = int(slab_voxels)
@@ -156,7 +156,7 @@ class SlabSpacing(Spacing):
         kwargs: ``Spacing``'s.
     """
 
-    def __init__(self, *args, slab_above: int = DEFAULT_SLAB_ABOVE, slab_voxels: int = 2**22, **kwargs) -> None:
+    def __init__(self, *args, slab_above: int = DEFAULT_SLAB_ABOVE, slab_voxels: int = 2**20, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         old = self.sp_resample
         self.sp_resample = SlabSpatialResample(
@@ -187,7 +187,7 @@ class SlabSpacingd(Spacingd):
         keys,
         pixdim,
         slab_above: int = DEFAULT_SLAB_ABOVE,
-        slab_voxels: int = 2**22,
+        slab_voxels: int = 2**20,
         allow_missing_keys: bool = False,
         **kwargs,
     ) -> None:

@@ -98,14 +98,17 @@ def _read_nifti(path: Path, read_data: bool, problems: list[str]) -> tuple[_Volu
 
 def _sitk_affine(image) -> np.ndarray:
     """RAS+ 4x4 affine of a SimpleITK image or of an ``ImageFileReader`` (SimpleITK geometry is LPS+)."""
-    dim = image.GetDimension()
-    direction = np.asarray(image.GetDirection(), dtype=np.float64).reshape(dim, dim)
-    spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
-    origin = np.asarray(image.GetOrigin(), dtype=np.float64)
+    return _ras_affine(image.GetDirection(), image.GetSpacing(), image.GetOrigin())
+
+
+def _ras_affine(direction: Sequence[float], spacing: Sequence[float], origin: Sequence[float]) -> np.ndarray:
+    """RAS+ 4x4 affine of SimpleITK's LPS+ geometry (``direction`` row-major, ``spacing``, ``origin``; x first)."""
+    dim = len(spacing)
+    direction = np.asarray(direction, dtype=np.float64).reshape(dim, dim)
     affine = np.eye(4)
     n = min(dim, 3)
-    affine[:n, :n] = (direction * spacing[None, :])[:n, :n]
-    affine[:n, 3] = origin[:n]
+    affine[:n, :n] = (direction * np.asarray(spacing, dtype=np.float64)[None, :])[:n, :n]
+    affine[:n, 3] = np.asarray(origin, dtype=np.float64)[:n]
     return np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
 
 
@@ -138,9 +141,17 @@ def _read_sitk(
                 problems += series_problems
                 return None
             dicom = True
+            if not read_data:  # the geometry ITK gives the series, from its first and last slices
+                from pipelines.io.dicom_reader import read_series
+
+                series = read_series([str(f) for f in files])
+                if series.components > 1:
+                    problems.append(f"{path}: has {series.components} components per voxel; expected a scalar image")
+                affine = _ras_affine(series.direction, series.spacing, series.origin)
+                return _Volume(tuple(int(s) for s in series.size), affine), None
             reader = sitk.ImageSeriesReader()
             reader.SetFileNames([str(f) for f in files])
-            image = reader.Execute()  # a series has no cheap header-only read; read it whole
+            image = reader.Execute()
         else:
             reader = sitk.ImageFileReader()
             reader.SetFileName(str(path))
