@@ -30,7 +30,7 @@ class KeepLargestComponent(Transform):
 
     The same result as MONAI's ``KeepLargestConnectedComponent(applied_labels, independent=False,
     connectivity)``, computed slab by slab (see the module's docstring). Where two components are equally large,
-    the one met first in C order is kept, as MONAI does.
+    the one whose first voxel comes first in C order is kept (MONAI's choice is an unstable sort's).
 
     Args:
         applied_labels: the label values that together form the foreground (the liver bundle: liver and tumour).
@@ -65,37 +65,84 @@ class KeepLargestComponent(Transform):
         out = img if self.inplace else img.clone() if isinstance(img, torch.Tensor) else np.array(img, copy=True)
         if labels.ndim == 0 or labels.size == 0:
             return out
-        slabs = _Slabs(labels, self.applied_labels, self.connectivity, self.slab_voxels)
-        kept = slabs.largest_component_labels()
-        if kept is None:
+        parts = [
+            _Slabs(labels, region, self.applied_labels, self.connectivity, self.slab_voxels)
+            for region in _occupied_boxes(labels, self.applied_labels, self.slab_voxels)
+        ]
+        for part in parts:
+            part.label_components()
+        if sum(part.n_components for part in parts) <= 1:
             return out
+        # the largest component; equal sizes: the one whose first voxel comes first in C order
+        best = max(parts, key=lambda part: part.largest_key)
         on_device = isinstance(out, torch.Tensor) and out.device.type != "cpu"
         target = out if on_device else out[0].detach().numpy() if isinstance(out, torch.Tensor) else out[0]
-        for region, clear in slabs.voxels_to_clear(kept):
-            if on_device:
-                target[0][region][torch.from_numpy(clear).to(out.device)] = 0
-            else:  # one pass over the region, in place (torch's boolean indexing lists the voxels first)
-                np.copyto(target[region], 0, where=clear)
+        for part in parts:
+            for region, clear in part.voxels_to_clear(kept_only_largest=part is best):
+                if on_device:
+                    target[0][region][torch.from_numpy(clear).to(out.device)] = 0
+                else:  # one pass over the region, in place (torch's boolean indexing lists the voxels first)
+                    np.copyto(target[region], 0, where=clear)
         return out
 
 
-class _Slabs:
-    """The foreground of ``labels`` (values in ``applied``) labelled in slabs of whole planes of the first axis.
+def _occupied_boxes(labels: np.ndarray, applied: Sequence[int], slab_voxels: int) -> list[tuple[slice, ...]]:
+    """The boxes of ``labels``' foreground between empty planes of its last axis: for each run of planes holding
+    foreground, the box of the foreground in it. No component crosses an empty plane, whatever the connectivity,
+    so each box can be labelled on its own; the planes between them (a gate's skipped slabs) are never labelled."""
+    last = labels.shape[-1]
+    if labels.ndim == 1:
+        occupied = [_any_of(labels, applied)]
+    else:
+        occupied = [np.zeros((n, last), dtype=bool) for n in labels.shape[:-1]]  # per axis: (index, plane)
+        step = max(1, slab_voxels // max(1, labels[0].size))
+        for i in range(0, labels.shape[0], step):
+            foreground = torch.from_numpy(_any_of(labels[i : i + step], applied))
+            for axis in range(labels.ndim - 1):
+                others = tuple(a for a in range(labels.ndim - 1) if a != axis)
+                hits = (foreground.amax(dim=others) if others else foreground).numpy()
+                if axis == 0:
+                    occupied[0][i : i + step] |= hits
+                else:
+                    occupied[axis] |= hits
+    planes = occupied[0].any(axis=0) if labels.ndim > 1 else occupied[0]
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], planes, [False]]).astype(np.int8)))
+    boxes = []
+    for z0, z1 in zip(edges[::2], edges[1::2], strict=True):
+        box = []
+        for hits in occupied[: labels.ndim - 1]:
+            index = np.flatnonzero(hits[:, z0:z1].any(axis=1))
+            box.append(slice(int(index[0]), int(index[-1]) + 1))
+        boxes.append((*box, slice(int(z0), int(z1))))
+    return boxes
 
-    Each slab's pieces get global numbers: the slab's offset plus scipy's labels, which count pieces in the order
-    their first voxel comes in C order, so a component's smallest number marks its first voxel in the map. Each
-    piece's box (``find_objects``) and first voxel are kept, so that a piece to clear can be found again by labelling
-    its box alone.
+
+class _Slabs:
+    """The foreground (values in ``applied``) of the box ``region`` of ``labels``, labelled in slabs of whole planes
+    of the box's first axis.
+
+    Each slab's pieces get global numbers: the slab's offset plus scipy's labels. Each piece's box
+    (``find_objects``) and first voxel are kept, so that a piece to clear can be found again by labelling its box
+    alone. Regions are in ``labels``' coordinates.
     """
 
-    def __init__(self, labels: np.ndarray, applied: Sequence[int], connectivity: int | None, slab_voxels: int):
-        self.labels, self.applied = labels, applied
+    def __init__(
+        self,
+        labels: np.ndarray,
+        region: tuple[slice, ...],
+        applied: Sequence[int],
+        connectivity: int | None,
+        slab_voxels: int,
+    ):
+        self.labels, self.region, self.applied = labels, region, applied
         self.structure = ndimage.generate_binary_structure(labels.ndim, connectivity or labels.ndim)
-        plane = max(1, labels[0].size)
+        first = region[0]
+        plane = max(1, int(np.prod([r.stop - r.start for r in region[1:]])))
         step = max(1, slab_voxels // plane)
-        self.rows = [slice(i, min(i + step, labels.shape[0])) for i in range(0, labels.shape[0], step)]
+        self.rows = [slice(i, min(i + step, first.stop)) for i in range(first.start, first.stop, step)]
         self.offsets: list[int] = []  # global number of each slab's label 0 (its first piece is offset + 1)
         self.pieces: list[list[tuple[tuple[slice, ...], tuple[int, ...]]]] = []  # per slab: (box, first voxel)
+        self.n_components = 0
 
     def _label(self, region: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray, int]:
         """The foreground mask of ``labels[region]``, its component labels (int32) and their count."""
@@ -104,63 +151,85 @@ class _Slabs:
         count = int(ndimage.label(foreground, structure=self.structure, output=components))
         return foreground, components, count
 
-    def largest_component_labels(self) -> np.ndarray | None:
-        """Whether each global label (index 0: background, False) belongs to the largest component; None when
-        there is nothing to clear (no foreground or one component)."""
-        sizes, keys, previous_plane, total = [np.zeros(1, np.int64)], [], None, 0
+    def label_components(self) -> None:
+        """Label every slab, join the pieces that touch across slab boundaries into components, and count each
+        component's voxels and find its first voxel in C order (its flat index in ``labels``)."""
+        sizes, keys, firsts, previous_plane, total = [np.zeros(1, np.int64)], [], [np.zeros(1, np.int64)], None, 0
         for rows in self.rows:
-            _, components, count = self._label((rows,))
+            slab = (rows, *self.region[1:])
+            _, components, count = self._label(slab)
+            pieces = _boxes_and_first_voxels(components)
             self.offsets.append(total)
-            self.pieces.append(_boxes_and_first_voxels(components))
+            self.pieces.append(pieces)
             sizes.append(torch.bincount(torch.from_numpy(components.reshape(-1)), minlength=count + 1).numpy()[1:])
+            corner = np.array([r.start for r in slab])
+            firsts.append(
+                np.array(
+                    [
+                        np.ravel_multi_index(tuple(corner + _start(box) + first), self.labels.shape)
+                        for box, first in pieces
+                    ],
+                    dtype=np.int64,
+                )
+            )
             first_plane = _global(components[:1], total)
             if previous_plane is not None:
                 keys.extend(_touching(previous_plane, first_plane, self.structure[2:]))
             previous_plane = _global(components[-1:], total)
             total += count
-        if total <= 1:
-            return None
         pairs = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
-        edges = (np.ones(pairs.size, np.int8), (pairs >> 32, pairs & 0xFFFFFFFF))
-        graph = coo_matrix(edges, shape=(total + 1, total + 1))
-        n_components, component_of = connected_components(graph, directed=False)
-        if n_components <= 2:  # the background node and one component
-            return None
-        component_sizes = np.bincount(component_of, weights=np.concatenate(sizes), minlength=n_components)
-        component_sizes[component_of[0]] = -1
-        first_label = np.full(n_components, total + 1, dtype=np.int64)
-        np.minimum.at(first_label, component_of, np.arange(total + 1))
-        largest = np.flatnonzero(component_sizes == component_sizes.max())
-        winner = largest[np.argmin(first_label[largest])]  # equal sizes: the one met first in C order
-        kept = component_of == winner
-        kept[0] = False
-        return kept
+        graph = coo_matrix((np.ones(pairs.size, np.int8), (pairs >> 32, pairs & 0xFFFFFFFF)), shape=(total + 1,) * 2)
+        n_nodes, self.component_of = connected_components(graph, directed=False)
+        self.n_components = n_nodes - 1  # the background node is one
+        self.sizes = np.bincount(self.component_of, weights=np.concatenate(sizes), minlength=n_nodes)
+        self.sizes[self.component_of[0]] = -1
+        self.first_voxel = np.full(n_nodes, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(self.first_voxel, self.component_of[1:], np.concatenate(firsts)[1:])
+        largest = np.flatnonzero(self.sizes == self.sizes.max())
+        self.winner = int(largest[np.argmin(self.first_voxel[largest])])  # equal sizes: the first in C order
 
-    def voxels_to_clear(self, kept: np.ndarray) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
-        """Regions of the label map and the boolean masks of their voxels to clear: per piece of a smaller
-        component, its box labelled again (the piece is the component there that holds its first voxel); a slab
-        whose boxes to label add up to more than half of it is labelled again whole (scipy's labels are the same on
-        the same slab)."""
+    @property
+    def largest_key(self) -> tuple[float, int]:
+        """A sort key of this region's largest component (:attr:`winner`): its size, then how early its first voxel
+        comes."""
+        return (float(self.sizes[self.winner]), -int(self.first_voxel[self.winner]))
+
+    def voxels_to_clear(self, kept_only_largest: bool) -> Iterator[tuple[tuple[slice, ...], np.ndarray]]:
+        """Regions of ``labels`` and the boolean masks of their voxels to clear: every component of this region but
+        its largest (``kept_only_largest``), or all of them. A slab with nothing kept is cleared through its
+        foreground mask; a piece of a smaller component beside a kept one is found again by labelling its box (the
+        piece is the component there that holds its first voxel); a slab whose boxes to label add up to more than
+        half of it is labelled again whole (scipy's labels are the same on the same slab)."""
+        kept = (self.component_of == self.winner) if kept_only_largest else np.zeros(self.component_of.size, bool)
+        kept[0] = False
+        plane = int(np.prod([r.stop - r.start for r in self.region[1:]]))
         for rows, offset, pieces in zip(self.rows, self.offsets, self.pieces, strict=True):
             cleared = ~kept[offset + 1 : offset + len(pieces) + 1]
             if not cleared.any():
                 continue
+            slab = (rows, *self.region[1:])
+            if cleared.all():
+                yield slab, _any_of(self.labels[slab], self.applied)
+                continue
             to_clear = [pieces[i] for i in np.flatnonzero(cleared)]
-            slab_size = (rows.stop - rows.start) * self.labels[0].size
-            if sum(_box_size(box) for box, _ in to_clear) > slab_size // 2:
-                foreground, components, _ = self._label((rows,))
+            if sum(_box_size(box) for box, _ in to_clear) > (rows.stop - rows.start) * plane // 2:
+                foreground, components, _ = self._label(slab)
                 lookup = np.concatenate([[False], cleared])
-                yield (rows,), np.logical_and(foreground, lookup[components], out=foreground)
+                yield slab, np.logical_and(foreground, lookup[components], out=foreground)
                 continue
             for box, first_voxel in to_clear:
-                region = (slice(rows.start + box[0].start, rows.start + box[0].stop), *box[1:])
+                region = tuple(slice(s.start + b.start, s.start + b.stop) for s, b in zip(slab, box, strict=True))
                 foreground, components, _ = self._label(region)
                 yield region, np.equal(components, components[first_voxel], out=foreground)
 
 
+def _start(box: tuple[slice, ...]) -> np.ndarray:
+    return np.array([b.start for b in box])
+
+
 def _boxes_and_first_voxels(components: np.ndarray) -> list[tuple[tuple[slice, ...], tuple[int, ...]]]:
     """Per label 1..n of ``components``: its bounding box and its first voxel in C order, relative to the box (in
-    the box's first plane: scipy numbers pieces in the order their first voxel comes)."""
+    the box's first plane)."""
     pieces = []
     for label, box in enumerate(ndimage.find_objects(components), start=1):
         first_plane = components[(box[0].start, *box[1:])]

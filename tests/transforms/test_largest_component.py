@@ -93,9 +93,12 @@ def test_inplace_changes_the_input_and_a_copy_leaves_it():
 
 def _blobs(seed: int, shape: tuple[int, ...]) -> np.ndarray:
     """A (1, ...) label map of random sparse voxels of labels 1-3: many small components that touch diagonally,
-    across every plane of the first axis."""
+    across every plane of the first axis; for odd seeds, every 4th plane of the last axis empty."""
     rng = np.random.default_rng(seed)
-    return rng.choice(4, size=(1, *shape), p=[0.7, 0.15, 0.1, 0.05]).astype(np.uint8)
+    values = rng.choice(4, size=(1, *shape), p=[0.7, 0.15, 0.1, 0.05]).astype(np.uint8)
+    if seed % 2:  # empty planes of the last axis, as between a gate's slabs: runs labelled apart
+        values[..., 2::4] = 0
+    return values
 
 
 @pytest.mark.parametrize(
@@ -165,6 +168,36 @@ def test_a_piece_to_clear_is_found_in_its_box_or_in_its_whole_slab():
     out = KeepLargestComponent([1, 2], slab_voxels=400)(values)
     np.testing.assert_array_equal(out, np.asarray(expected))
     assert not out[0, 3, 0].any() and not out[0, 6, 17].any() and out[0, :, 5:15, 5:15].all()
-    slabs = _Slabs(values[0], [1, 2], None, 400)
-    regions = [region for region, _ in slabs.voxels_to_clear(slabs.largest_component_labels())]
-    assert regions == [(slice(3, 4),), (slice(6, 7), slice(17, 18), slice(2, 9))]
+    slabs = _Slabs(values[0], (slice(0, 10), slice(0, 20), slice(0, 20)), [1, 2], None, 400)
+    slabs.label_components()
+    regions = [region for region, _ in slabs.voxels_to_clear(kept_only_largest=True)]
+    assert regions == [(slice(3, 4), slice(0, 20), slice(0, 20)), (slice(6, 7), slice(17, 18), slice(2, 9))]
+
+
+def test_runs_between_empty_planes_are_labelled_apart_and_ties_follow_c_order_across_them():
+    # foreground in three runs of the last axis (a gate's kept slabs); a run without the largest component is
+    # cleared whole; two equal components in different runs: the one first in C order (smaller first index, even
+    # at a later plane) is kept
+    from transforms.largest_component import _occupied_boxes
+
+    values = np.zeros((1, 12, 10, 30), np.uint8)
+    values[0, 2:6, 2:6, 1:4] = 1  # 48 voxels, planes 1-3
+    values[0, 8:10, 0:2, 2] = 2  # 4 voxels, same run, not touching
+    values[0, 1:5, 3:7, 12:15] = 2  # 48 voxels, planes 12-14: first in C order (x from 1)
+    values[0, 9, 9, 25:28] = 1  # 3 voxels, planes 25-27
+    boxes = _occupied_boxes(values[0], [1, 2], 2**22)
+    assert boxes == [
+        (slice(2, 10), slice(0, 6), slice(1, 4)),
+        (slice(1, 5), slice(3, 7), slice(12, 15)),
+        (slice(9, 10), slice(9, 10), slice(25, 28)),
+    ]
+    for slab_voxels in (30, 300, 10**6):
+        out = KeepLargestComponent([1, 2], slab_voxels=slab_voxels)(values)
+        expected = np.zeros_like(values)
+        expected[0, 1:5, 3:7, 12:15] = 2
+        np.testing.assert_array_equal(out, expected)
+    values[0, 5, 5, 13] = 2  # joins the second run's component: 49 voxels, the largest
+    values[0, 0, 0, 1] = 1  # a lone voxel before everything in C order, its own component
+    out = KeepLargestComponent([1, 2])(values)
+    assert out[0, 1:5, 3:7, 12:15].all() and out[0, 5, 5, 13] == 2
+    assert np.count_nonzero(out) == 49
