@@ -2,11 +2,13 @@
 
 MONAI's ``KeepLargestConnectedComponent(independent=False)`` gives the same label map; it labels the components
 through scikit-image with 64-bit labels and keeps several full-size intermediates, +308 MiB on the 24.8 M-voxel
-foreground box of a 512x512x600 CT (docs/performance.md). Here the label map is labelled in slabs of its first axis
-(about ``slab_voxels`` voxels each, scipy's ``ndimage.label``); the pieces that touch across a slab boundary are
-joined as a graph (scipy's ``connected_components``) and their sizes added up; a second pass labels again only the
-slabs that hold a piece of a smaller component, to clear it. Nothing the size of the whole map is allocated: the
-memory is a few slabs' labels, whatever the size of the foreground's box.
+foreground box of a 512x512x600 CT (docs/performance.md). Here the foreground is first split at empty planes of the
+last axis (the planes between a gate's kept slabs: no component crosses them), and each run of occupied planes is
+labelled in its own box, in slabs of its first axis (about ``slab_voxels`` voxels each, scipy's ``ndimage.label``).
+The pieces that touch across a slab boundary are joined as a graph (scipy's ``connected_components``) and their
+sizes added up. The pieces of the smaller components are then found again by labelling their own boxes and cleared.
+Nothing the size of the whole map is allocated: the memory is a few slabs' labels, whatever the size of the
+foreground's box.
 """
 
 from __future__ import annotations
