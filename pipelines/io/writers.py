@@ -60,9 +60,9 @@ def fortran_ordered(array: np.ndarray) -> np.ndarray:
     where it has the dtype; unchanged when it already is in Fortran order."""
     if array.ndim < 2 or array.flags.f_contiguous:
         return array
-    try:
-        reversed_axes = torch.from_numpy(np.ascontiguousarray(array)).permute(*reversed(range(array.ndim)))
-    except TypeError:
+    try:  # torch reads strided views as they are (a chunk of a volume is one)
+        reversed_axes = torch.from_numpy(array).permute(*reversed(range(array.ndim)))
+    except (TypeError, ValueError):  # a dtype torch lacks, or negative strides
         return np.asfortranarray(array)
     return reversed_axes.contiguous().numpy().T
 
@@ -125,10 +125,8 @@ class _StreamedNifti1Image(nib.Nifti1Image):
         header.write_to(stream)
         seek_tell(stream, header.get_data_offset(), write0=True)
         step = max(1, chunk_bytes // max(1, data[..., :1].nbytes))
-        reversed_axes = tuple(reversed(range(data.ndim)))
         for k in range(0, data.shape[-1], step):  # the last axis varies slowest in Fortran order
-            chunk = torch.from_numpy(data[..., k : k + step]).permute(*reversed_axes).contiguous()
-            stream.write(memoryview(chunk.numpy()).cast("B"))
+            stream.write(memoryview(fortran_ordered(data[..., k : k + step]).T).cast("B"))
 
 
 class AtomicNibabelWriter(AtomicWriteMixin, KeepVoxelsMixin, NibabelWriter):
