@@ -12,6 +12,8 @@ memory are its own. Printed:
 * the same stages in one process, timed one by one: start-up to the first read, read, preprocess, gate, network,
   resample back, post-process, write, each with the process's peak RSS during it (Linux ``VmHWM``, reset before
   each stage; start-up: the peak before the first read);
+* the inference command on a folder of ``--batch`` scans (10 by default; links to the same file): scans per minute
+  after start-up, and its wall time against as many single-scan commands;
 * the I/O floor: nibabel reading the NIfTI and writing a uint8 mask of its size (and SimpleITK reading the series);
   and the same through ISA-L's gzip, the codec the pipeline reads and writes ``.nii.gz`` with;
 * the zoo-style pipeline (LoadImaged, EnsureChannelFirstd, Orientationd, Spacingd, ScaleIntensityRanged, MONAI's
@@ -25,7 +27,7 @@ memory are its own. Printed:
   and its agreement with ours.
 
     python benchmarks/whole_scan.py liver
-    python benchmarks/whole_scan.py liver --shape 512 512 300 --skip-dicom
+    python benchmarks/whole_scan.py liver --shape 512 512 300 --skip-dicom --batch 0
     python benchmarks/whole_scan.py liver --nnunet-python ~/nnunet-env/bin/python
 
 Needs trained checkpoints (``radcascade demo <workflow>``).
@@ -211,9 +213,12 @@ def _whole_scan(shape: tuple[int, int, int]) -> tuple[Path, Path]:
     return nifti, series
 
 
-def _child(code_or_cmd, *args: str, python: bool = True) -> tuple[dict | None, float, float]:
+def _child(
+    code_or_cmd, *args: str, python: bool = True, log: list[str] | None = None
+) -> tuple[dict | None, float, float]:
     """Run ``code`` (python) or a command in a fresh process: its JSON output, wall time, and its own peak RSS in
-    GiB (``os.wait4`` of that process, not the maximum over every child so far)."""
+    GiB (``os.wait4`` of that process, not the maximum over every child so far); its stdout and stderr are appended
+    to ``log`` when given."""
     import os
 
     cmd = [sys.executable, "-c", code_or_cmd, *args] if python else list(code_or_cmd)
@@ -229,8 +234,32 @@ def _child(code_or_cmd, *args: str, python: bool = True) -> tuple[dict | None, f
         stderr = err.read().decode("utf-8", errors="replace")
     if process.returncode:
         raise SystemExit(f"{cmd[:4]} failed ({process.returncode}):\n{stderr[-3000:]}")
+    if log is not None:
+        log.append(stdout + stderr)
     lines = [line for line in stdout.splitlines() if line.startswith("{")]
     return (json.loads(lines[-1]) if lines else None), wall, usage.ru_maxrss / 2**20
+
+
+def _batch(workflow: str, nifti: Path, tmp: Path, n: int, single_wall: float) -> None:
+    """The inference command on a folder of ``n`` scans (links to ``nifti``), one process: its scans per minute
+    after start-up (the command's closing line), its wall time against ``n`` separate commands (``single_wall``
+    each), and its peak RSS."""
+    import re
+
+    folder = tmp / "batch_inputs"
+    folder.mkdir()
+    for k in range(n):
+        (folder / f"scan_{k:02d}.nii.gz").symlink_to(nifti)
+    cmd = ["radcascade", "run", workflow, "inference", "--set", f"input_path={folder}",
+           "--set", f"output_dir={tmp}/batch", "--set", "register_model=false"]  # fmt: skip
+    log: list[str] = []
+    _, wall, peak = _child(cmd, python=False, log=log)
+    rate = re.search(r"\(([\d.]+) scans per minute\)", log[-1])
+    print(
+        f"  a folder of {n} scans, one command: {rate.group(1) if rate else '?'} scans per minute after start-up, "
+        f"{wall:.1f} s wall (x{n * single_wall / wall:.2f} against {n} commands of {single_wall:.1f} s), "
+        f"peak RSS {peak:.2f} GiB"
+    )
 
 
 def _dice_of_files(a: Path, b: Path) -> float:
@@ -248,6 +277,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", nargs=3, type=int, default=[512, 512, 600])
     parser.add_argument("--skip-dicom", action="store_true", help="NIfTI only")
     parser.add_argument(
+        "--batch", type=int, default=10, metavar="N",
+        help="also run the inference command once on a folder of N scans (links to this CT; 0: skip)",
+    )  # fmt: skip
+    parser.add_argument(
         "--nnunet-python", default=None, metavar="PYTHON",
         help="a Python interpreter with nnunetv2 installed: also run nnU-Net v2's predictor with the same network",
     )  # fmt: skip
@@ -261,11 +294,17 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         inputs = [("NIfTI", nifti)] + ([] if args.skip_dicom else [("DICOM series", series)])
+        walls = {}
         for label, path in inputs:
             cmd = ["radcascade", "run", args.workflow, "inference", "--set", f"input_path={path}",
                    "--set", f"output_dir={tmp}/{label[:5]}", "--set", "register_model=false"]  # fmt: skip
-            _, wall, peak = _child(cmd, python=False)
-            print(f"  radcascade run {args.workflow} inference, {label}: {wall:.1f} s wall, peak RSS {peak:.2f} GiB")
+            _, walls[label], peak = _child(cmd, python=False)
+            print(
+                f"  radcascade run {args.workflow} inference, {label}: {walls[label]:.1f} s wall, "
+                f"peak RSS {peak:.2f} GiB"
+            )
+        if args.batch > 0:
+            _batch(args.workflow, nifti, Path(tmp), args.batch, walls["NIfTI"])
 
         stages, wall, peak = _child(_STAGES, args.workflow, str(nifti), f"{tmp}/stages")
         peaks = stages.pop("peaks")
