@@ -186,6 +186,24 @@ def test_evaluator_skips_failed_cases_and_goes_on(folder, tmp_path):
     assert json.loads((tmp_path / "failures.json").read_text())["failed"] == 2
 
 
+def test_the_previous_case_is_released_before_the_next_is_read(folder, tmp_path):
+    # ignite keeps state.output until the next batch has arrived: a folder of scans would hold two cases at once
+    items = [{"image": str(folder / "good.nii.gz")}, {"image": str(_volume(tmp_path / "second.nii.gz"))}]
+    seen_while_reading = []
+
+    def note_held_output(image):
+        seen_while_reading.append(evaluator.state.output)
+        return image
+
+    report = FailureReport()
+    report.start(len(items))
+    evaluator = _evaluator(items, report)
+    evaluator.data_loader.dataset.transform.transforms += (Lambdad("image", note_held_output),)
+    evaluator.run()
+    assert len(report.segmented) == 2
+    assert seen_while_reading == [None, None]
+
+
 def test_evaluator_lets_an_interrupt_through(folder):
     def interrupt(pred):
         raise KeyboardInterrupt

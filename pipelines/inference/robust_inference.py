@@ -24,6 +24,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from ignite.engine import Events
 from monai.data import Dataset, MetaTensor
 from monai.engines import SupervisedEvaluator
 
@@ -308,6 +309,10 @@ class RobustEvaluator(SupervisedEvaluator):
     postprocessing (which runs inside the iteration) fails that batch only. Keep ``batch_size: 1`` so a failure
     costs one case. ``KeyboardInterrupt`` and other non-``Exception`` errors still stop the run.
 
+    The previous case's output (its full-resolution prediction among it) is dropped before the next case is read:
+    ignite keeps ``state.output`` until the next batch has arrived, so a folder of scans would otherwise hold two
+    cases at once. The output is gone once the run completes (the bundles' handlers log metrics, not outputs).
+
     Args:
         failures: the run's :class:`FailureReport`.
         image_key: key of the input image in a batch.
@@ -318,6 +323,11 @@ class RobustEvaluator(SupervisedEvaluator):
         super().__init__(*args, **kwargs)
         self.failures = failures
         self.image_key = image_key
+        self.add_event_handler(Events.GET_BATCH_STARTED, self._drop_previous_output)
+
+    @staticmethod
+    def _drop_previous_output(engine: SupervisedEvaluator) -> None:
+        engine.state.output = None
 
     def run(self, *args, **kwargs) -> None:
         """Run over every case, timing the run (reads included, start-up excluded) for the report's rate."""
