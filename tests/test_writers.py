@@ -142,3 +142,17 @@ def test_streamed_nifti_holds_the_bytes_nibabel_writes(tmp_path, dtype, shape, c
     fortran = np.asfortranarray(values)  # not C-ordered: nibabel writes it
     _StreamedNifti1Image(fortran, affine).to_filename(tmp_path / "fortran.nii")
     assert (tmp_path / "fortran.nii").read_bytes() == (tmp_path / "nibabel.nii").read_bytes()
+
+
+def test_the_saver_keeps_its_last_writer_but_not_the_voxels(tmp_path):
+    # MONAI's SaveImage keeps the last writer (writer_obj) until the next save; it must not keep the prediction
+    saver = AtomicSaveImage(output_dir=tmp_path, **SETTINGS)
+    saver(_prediction())
+    assert saver.writer_obj is not None and saver.writer_obj.data_obj is None
+    plain = SaveImage(output_dir=tmp_path / "plain", **SETTINGS)
+    plain(_prediction())
+    assert plain.writer_obj.data_obj is not None  # what MONAI's own writer keeps
+    np.testing.assert_array_equal(
+        np.asanyarray(nib.load(tmp_path / "case_3_seg.nii.gz").dataobj),
+        np.asanyarray(nib.load(tmp_path / "plain" / "case_3_seg.nii.gz").dataobj),
+    )

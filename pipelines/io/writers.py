@@ -42,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 
 class AtomicWriteMixin:
-    """Mixin for a ``monai.data.ImageWriter``: ``write`` goes to a temporary file renamed onto ``filename``.
+    """Mixin for a ``monai.data.ImageWriter``: ``write`` goes to a temporary file renamed onto ``filename``, then the
+    writer lets go of the voxels it wrote.
 
     A file-like ``filename`` (no path) is written directly, as the wrapped writer would.
     """
@@ -51,6 +52,9 @@ class AtomicWriteMixin:
         if not isinstance(filename, (str, os.PathLike)):
             return super().write(filename, verbose=verbose, **kwargs)
         atomic_write(filename, lambda tmp: super(AtomicWriteMixin, self).write(tmp, verbose=False, **kwargs))
+        # SaveImage keeps its last writer (``writer_obj``) until the next save: not the voxels it wrote (a full-size
+        # prediction, held while the next scan of a folder is read)
+        self.data_obj = None
         if verbose:
             logger.info("writing: %s", filename)
 
